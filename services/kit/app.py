@@ -1,0 +1,97 @@
+"""The app factory every service uses: errors, health, OpenAPI, size limits, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+from aiohttp import web
+
+from .keys import OPENAPI, OPENAPI_TEXT, READINESS, SETTINGS, CleanupCtx
+from .problems import problem_middleware, problem_response
+from .settings import Settings
+
+
+def create_app(
+    settings: Settings,
+    *,
+    routes: Iterable[web.AbstractRouteDef],
+    contexts: Iterable[CleanupCtx] = (),
+    openapi: Path | None = None,
+) -> web.Application:
+    """A service's ``web.Application``.
+
+    ``contexts`` open and close the service's resources (database, Redis, peer client); each may
+    register a readiness check by appending ``(name, async_fn)`` to ``app[READINESS]``.
+    ``openapi`` is the service's contract, served as is at ``/openapi.yaml`` and ``/openapi.json``.
+    """
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[READINESS] = []
+    if openapi is not None:
+        app[OPENAPI_TEXT] = openapi.read_text()
+        app[OPENAPI] = yaml.safe_load(app[OPENAPI_TEXT])
+    app.cleanup_ctx.extend(contexts)
+    app.router.add_routes(routes)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if openapi is not None:
+        app.router.add_get("/openapi.yaml", openapi_yaml)
+        app.router.add_get("/openapi.json", openapi_json)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.json_response({"status": "ok", "service": request.app[SETTINGS].service})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: every store the service depends on answers."""
+    checks: dict[str, str] = {}
+    for name, check in request.app[READINESS]:
+        try:
+            await check()
+            checks[name] = "ok"
+        except Exception as exc:  # a store that fails its ping, for whatever reason
+            checks[name] = f"failing: {type(exc).__name__}"
+    if all(v == "ok" for v in checks.values()):
+        return web.json_response({"status": "ready", "checks": checks})
+    return problem_response(
+        503, "A store this service needs is not reachable", code="not_ready", checks=checks
+    )
+
+
+async def openapi_yaml(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[OPENAPI_TEXT], content_type="application/yaml")
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+def configure_logging(service: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run(app: web.Application) -> None:
+    """Serve until SIGINT/SIGTERM, then finish in-flight requests and close every resource."""
+    settings = app[SETTINGS]
+    configure_logging(settings.service)
+    logging.getLogger("boutique").info(
+        "%s listening on http://%s:%d", settings.service, settings.host, settings.port
+    )
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log_format='%a "%r" %s %b %Tfs',
+        loop=asyncio.new_event_loop(),
+    )

@@ -1,0 +1,67 @@
+"""The SQL store: one async engine per service from ``DATABASE_URL``.
+
+SQLite is the default. Writers take the lock at ``BEGIN`` (``BEGIN IMMEDIATE``) and wait for it
+(``busy_timeout``), so several processes (replicas) can share one file safely, and WAL lets
+readers run beside a writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import MetaData
+
+from .keys import DB, READINESS, SETTINGS, CleanupCtx
+
+SQLITE_BUSY_MS = 30_000
+
+
+def make_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, say when a transaction begins.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(sync, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def database_context(metadata: MetaData) -> CleanupCtx:
+    """A ``cleanup_ctx``: opens ``app[DB]``, creates the tables, disposes the engine at shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(app[SETTINGS].database_url)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        app[DB] = engine
+        app[READINESS].append(("database", lambda: _ping(engine)))
+        yield
+        await engine.dispose()
+
+    return ctx
+
+
+async def _ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
