@@ -1,0 +1,158 @@
+"""A small supervisor for local child processes: start, wait healthy, watch, stop them all.
+
+Every child gets its own log file, its own session (so a Ctrl-C reaches only the supervisor,
+which then stops the children in order), and dies with the supervisor (PR_SET_PDEATHSIG), so no
+process is left behind even if the supervisor is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StartError(RuntimeError):
+    """A child could not start or did not become healthy; the message says which and why."""
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    ready: Callable[[], bool] | None = None
+    ports: tuple[int, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace").rstrip().splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text[-lines:])
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class Supervisor:
+    def __init__(self, say: Callable[[str], None] = print) -> None:
+        self.children: list[Child] = []
+        self.say = say
+
+    def check_ports(self, children: list[Child]) -> None:
+        taken = [(c.name, p) for c in children for p in c.ports if port_in_use(p)]
+        if taken:
+            names = ", ".join(f"{p} ({name})" for name, p in taken)
+            raise StartError(
+                f"port(s) already in use: {names}. Stop whatever holds them "
+                "(`ss -ltnp` shows it) or choose other ports."
+            )
+
+    def start(self, child: Child) -> None:
+        child.log.parent.mkdir(parents=True, exist_ok=True)
+        log = child.log.open("ab")
+        env = {**os.environ, **child.env}
+        child.proc = subprocess.Popen(
+            child.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        self.children.append(child)
+
+    def wait_healthy(self, children: list[Child], deadline_s: float = 60.0) -> None:
+        pending = [c for c in children if c.ready]
+        give_up = time.monotonic() + deadline_s
+        while pending:
+            for child in list(pending):
+                if not child.alive:
+                    code = child.proc.returncode if child.proc else None
+                    raise StartError(
+                        f"{child.name} exited with code {code} while starting; "
+                        f"last lines of {child.log}:\n{child.tail()}"
+                    )
+                if child.ready and child.ready():
+                    pending.remove(child)
+            if pending and time.monotonic() > give_up:
+                names = ", ".join(c.name for c in pending)
+                raise StartError(f"not healthy after {deadline_s:.0f}s: {names} (see their logs)")
+            if pending:
+                time.sleep(0.1)
+
+    def first_exit(self) -> Child | None:
+        for child in self.children:
+            if not child.alive:
+                return child
+        return None
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop children in reverse start order: SIGTERM, then SIGKILL after the grace period."""
+        for child in reversed(self.children):
+            if child.alive and child.proc:
+                child.proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        for child in reversed(self.children):
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} did not stop in {grace_s:.0f}s; killing it")
+                child.proc.kill()
+                child.proc.wait()
+        self.children.clear()
+
+
+def redis_ok(port: int) -> bool:
+    """True when a Redis server on ``port`` answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

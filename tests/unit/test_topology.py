@@ -1,0 +1,59 @@
+"""The topology file: the real one loads; every kind of mistake is refused with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mesh import topology
+from mesh.topology import TopologyError
+
+
+def test_the_real_topology_loads_and_names_the_call_graph() -> None:
+    topo = topology.load()
+    assert set(topo.services) >= {"gateway", "products", "cart", "checkout", "payment", "orders"}
+    assert set(topo.service("checkout").calls) == {"cart", "products", "orders", "payment"}
+    assert topo.service("products").calls == ()
+
+
+def _raw() -> dict:
+    return yaml.safe_load(topology.DEFAULT_PATH.read_text())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["services"]["cart"].update(calls=["nowhere"]), "unknown peer 'nowhere'"),
+        (lambda r: r["services"]["cart"].update(port=8102), "port 8102 is already used"),
+        (lambda r: r["services"]["cart"].update(port=70000), "expected a port number"),
+        (lambda r: r["services"]["cart"].update(port="80"), "expected a port number"),
+        (lambda r: r["services"]["cart"].update(calls=["cart"]), "does not call itself"),
+        (lambda r: r["services"]["cart"].update(stores=["mongo"]), "unknown store"),
+        (lambda r: r["services"]["cart"].update(colour="red"), "unknown field"),
+        (lambda r: r["services"]["cart"].update(calls=["products", "products"]), "listed twice"),
+        (lambda r: r.update(services={}), "at least one service"),
+        (lambda r: r["mesh"]["ingress"].update(port=8101), "already used"),
+    ],
+)
+def test_mistakes_are_refused_with_a_clear_message(mutate, message) -> None:  # type: ignore[no-untyped-def]
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(TopologyError, match=message):
+        topology.parse(raw)
+
+
+def test_a_service_defined_twice_is_refused(tmp_path: Path) -> None:
+    text = topology.DEFAULT_PATH.read_text() + "  cart:\n    port: 9999\n"
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    with pytest.raises(TopologyError, match="'cart' is defined twice"):
+        topology.load(path)
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text("services: [unclosed")
+    with pytest.raises(TopologyError, match="not valid YAML"):
+        topology.load(path)
