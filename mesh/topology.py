@@ -1,8 +1,13 @@
-"""Load and check ``mesh/topology.yaml``: the services, their ports and who may call whom."""
+"""Load and check ``mesh/topology.yaml``: services, who may call whom, and each call's policy.
+
+Every mistake is a :class:`TopologyError` that names the place (``services.cart.calls.products.
+timeout: ...``), so a typo never turns into a silently different mesh.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +15,22 @@ import yaml
 
 DEFAULT_PATH = Path(__file__).with_name("topology.yaml")
 STORES = {"sqlite", "redis"}
+# Envoy's retry_on conditions for HTTP (x-envoy-retry-on); gRPC ones do not apply here.
+RETRY_ON = {
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000}
 
 
 class TopologyError(ValueError):
@@ -17,11 +38,50 @@ class TopologyError(ValueError):
 
 
 @dataclass(frozen=True)
+class Retries:
+    attempts: int
+    per_try_timeout_ms: int
+    on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CircuitBreaker:
+    max_connections: int
+    max_pending_requests: int
+    max_requests: int
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    consecutive_5xx: int
+    interval_ms: int
+    base_ejection_time_ms: int
+    max_ejection_percent: int
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    timeout_ms: int
+    retries: Retries
+    circuit_breaker: CircuitBreaker
+    outlier_detection: OutlierDetection
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     port: int
+    replicas: int
     stores: tuple[str, ...]
-    calls: tuple[str, ...]
+    calls: dict[str, CallPolicy] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngressRoute:
+    prefix: str
+    service: str
+    timeout_ms: int
 
 
 @dataclass(frozen=True)
@@ -29,7 +89,9 @@ class Topology:
     trust_domain: str
     namespace: str
     ingress_port: int
+    ingress_routes: tuple[IngressRoute, ...]
     services: dict[str, Service]
+    defaults: CallPolicy  # what a call gets when it says nothing; the ingress's edge policy
 
     def service(self, name: str) -> Service:
         try:
@@ -37,6 +99,20 @@ class Topology:
         except KeyError:
             known = ", ".join(self.services)
             raise TopologyError(f"no service {name!r} in the topology (known: {known})") from None
+
+    def callers(self, name: str) -> list[str]:
+        """The services allowed to call ``name``, in topology order."""
+        return [s.name for s in self.services.values() if name in s.calls]
+
+    def exposed(self, name: str) -> bool:
+        """True when the ingress routes public traffic to ``name``."""
+        return any(r.service == name for r in self.ingress_routes)
+
+    def spiffe_id(self, name: str) -> str:
+        return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{name}"
+
+
+# -- loading ------------------------------------------------------------------------------------
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -61,6 +137,8 @@ def load(path: Path | str = DEFAULT_PATH) -> Topology:
         raw = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)  # noqa: S506
     except yaml.YAMLError as exc:
         raise TopologyError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise TopologyError(f"{path}: cannot be read: {exc.strerror}") from None
     try:
         return parse(raw)
     except TopologyError as exc:
@@ -68,42 +146,131 @@ def load(path: Path | str = DEFAULT_PATH) -> Topology:
 
 
 def parse(raw: Any) -> Topology:
-    if not isinstance(raw, dict):
-        raise TopologyError("the topology must be a mapping with 'mesh' and 'services'")
+    raw = _mapping(raw, "(top level)")
+    _known(raw, {"mesh", "defaults", "services"}, "(top level)")
     mesh = _mapping(raw.get("mesh", {}), "mesh")
+    _known(mesh, {"trust_domain", "namespace", "ingress"}, "mesh")
     ingress = _mapping(mesh.get("ingress", {}), "mesh.ingress")
+    _known(ingress, {"port", "routes"}, "mesh.ingress")
+    defaults = _mapping(raw.get("defaults", {}), "defaults")
     services_raw = _mapping(raw.get("services"), "services")
     if not services_raw:
         raise TopologyError("services: at least one service is needed")
-    services = {name: _service(name, spec) for name, spec in services_raw.items()}
+    services = {name: _service(name, spec, defaults) for name, spec in services_raw.items()}
+    routes = tuple(
+        _ingress_route(r, f"mesh.ingress.routes[{i}]")
+        for i, r in enumerate(_list(ingress.get("routes", []), "mesh.ingress.routes", dict))
+    )
     topology = Topology(
-        trust_domain=str(mesh.get("trust_domain", "boutique.local")),
-        namespace=str(mesh.get("namespace", "boutique")),
+        trust_domain=_name(mesh.get("trust_domain", "boutique.local"), "mesh.trust_domain"),
+        namespace=_name(mesh.get("namespace", "boutique"), "mesh.namespace"),
         ingress_port=_port(ingress.get("port", 8080), "mesh.ingress.port"),
+        ingress_routes=routes,
         services=services,
+        defaults=_policy(dict(defaults), "defaults"),
     )
     _check(topology)
     return topology
 
 
-def _service(name: Any, spec: Any) -> Service:
+def _service(name: Any, spec: Any, defaults: dict[str, Any]) -> Service:
     where = f"services.{name}"
-    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-        raise TopologyError(f"{where}: a service name is lower-case letters, digits and _")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+        raise TopologyError(f"{where}: a service name is lower-case letters, digits and -")
     spec = _mapping(spec, where)
-    unknown = set(spec) - {"port", "stores", "calls"}
-    if unknown:
-        raise TopologyError(f"{where}: unknown field(s) {sorted(unknown)}")
-    stores = tuple(_list(spec.get("stores", []), f"{where}.stores"))
+    _known(spec, {"port", "replicas", "stores", "calls"}, where)
+    stores = tuple(_list(spec.get("stores", []), f"{where}.stores", str))
     bad = set(stores) - STORES
     if bad:
         raise TopologyError(
             f"{where}.stores: unknown store(s) {sorted(bad)}; known {sorted(STORES)}"
         )
-    calls = tuple(_list(spec.get("calls", []), f"{where}.calls"))
-    if len(set(calls)) != len(calls):
-        raise TopologyError(f"{where}.calls: a peer is listed twice")
-    return Service(name, _port(spec.get("port"), f"{where}.port"), stores, calls)
+    calls_raw = spec.get("calls", {})
+    if isinstance(calls_raw, list):
+        names = _list(calls_raw, f"{where}.calls", str)
+        if len(set(names)) != len(names):
+            raise TopologyError(f"{where}.calls: a peer is listed twice")
+        calls_raw = {peer: {} for peer in names}
+    calls_raw = _mapping(calls_raw, f"{where}.calls")
+    calls = {
+        peer: _policy(
+            _merge(defaults, _mapping(p or {}, f"{where}.calls.{peer}")), f"{where}.calls.{peer}"
+        )
+        for peer, p in calls_raw.items()
+    }
+    replicas = spec.get("replicas", 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 9:
+        raise TopologyError(f"{where}.replicas: expected 1 to 9, got {replicas!r}")
+    return Service(name, _port(spec.get("port"), f"{where}.port"), replicas, stores, calls)
+
+
+def _policy(p: dict[str, Any], where: str) -> CallPolicy:
+    _known(p, {"timeout", "retries", "circuit_breaker", "outlier_detection"}, where)
+    r = _mapping(p.get("retries", {}), f"{where}.retries")
+    _known(r, {"attempts", "per_try_timeout", "retry_on"}, f"{where}.retries")
+    cb = _mapping(p.get("circuit_breaker", {}), f"{where}.circuit_breaker")
+    _known(
+        cb,
+        {"max_connections", "max_pending_requests", "max_requests", "max_retries"},
+        f"{where}.circuit_breaker",
+    )
+    od = _mapping(p.get("outlier_detection", {}), f"{where}.outlier_detection")
+    _known(
+        od,
+        {"consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent"},
+        f"{where}.outlier_detection",
+    )
+    on = tuple(_list(r.get("retry_on", ["connect-failure"]), f"{where}.retries.retry_on", str))
+    bad = set(on) - RETRY_ON
+    if bad:
+        raise TopologyError(
+            f"{where}.retries.retry_on: unknown condition(s) {sorted(bad)}; "
+            f"known {sorted(RETRY_ON)}"
+        )
+    timeout = _duration(p.get("timeout", "10s"), f"{where}.timeout")
+    retries = Retries(
+        attempts=_int(r.get("attempts", 0), f"{where}.retries.attempts", 0, 10),
+        per_try_timeout_ms=_duration(
+            r.get("per_try_timeout", timeout), f"{where}.retries.per_try_timeout"
+        ),
+        on=on,
+    )
+    return CallPolicy(
+        timeout_ms=timeout,
+        retries=retries,
+        circuit_breaker=CircuitBreaker(
+            **{
+                k: _int(cb.get(k, 1024), f"{where}.circuit_breaker.{k}", 1, 1_000_000)
+                for k in ("max_connections", "max_pending_requests", "max_requests", "max_retries")
+            }
+        ),
+        outlier_detection=OutlierDetection(
+            consecutive_5xx=_int(
+                od.get("consecutive_5xx", 5), f"{where}.outlier_detection.consecutive_5xx", 1, 1000
+            ),
+            interval_ms=_duration(od.get("interval", "10s"), f"{where}.outlier_detection.interval"),
+            base_ejection_time_ms=_duration(
+                od.get("base_ejection_time", "30s"), f"{where}.outlier_detection.base_ejection_time"
+            ),
+            max_ejection_percent=_int(
+                od.get("max_ejection_percent", 10),
+                f"{where}.outlier_detection.max_ejection_percent",
+                0,
+                100,
+            ),
+        ),
+    )
+
+
+def _ingress_route(r: dict[str, Any], where: str) -> IngressRoute:
+    _known(r, {"prefix", "service", "timeout"}, where)
+    prefix = r.get("prefix")
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        raise TopologyError(f"{where}.prefix: expected a path starting with /, got {prefix!r}")
+    service = r.get("service")
+    if not isinstance(service, str):
+        raise TopologyError(f"{where}.service: expected a service name")
+    return IngressRoute(prefix, service, _duration(r.get("timeout", "15s"), f"{where}.timeout"))
 
 
 def _check(topology: Topology) -> None:
@@ -118,6 +285,41 @@ def _check(topology: Topology) -> None:
         if svc.port in ports:
             raise TopologyError(f"{where}: port {svc.port} is already used by {ports[svc.port]}")
         ports[svc.port] = where
+    for i, route in enumerate(topology.ingress_routes):
+        if route.service not in topology.services:
+            raise TopologyError(
+                f"mesh.ingress.routes[{i}].service: unknown service {route.service!r}"
+            )
+
+
+# -- small parsers ------------------------------------------------------------------------------
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _duration(value: Any, where: str) -> int:
+    """``"250ms"``, ``"2s"``, ``"1.5s"``, ``"1m"`` -> milliseconds (at least 1)."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match:
+        raise TopologyError(f"{where}: bad duration {value!r}; write it like 250ms, 2s or 1m")
+    ms = round(float(match.group(1)) * _UNIT_MS[match.group(2)])
+    if ms < 1:
+        raise TopologyError(f"{where}: a duration must be at least 1ms, got {value!r}")
+    return ms
+
+
+def _known(spec: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(spec) - allowed
+    if unknown:
+        raise TopologyError(f"{where}: unknown field(s) {sorted(unknown)}; known {sorted(allowed)}")
 
 
 def _mapping(value: Any, where: str) -> dict[Any, Any]:
@@ -128,9 +330,21 @@ def _mapping(value: Any, where: str) -> dict[Any, Any]:
     return value
 
 
-def _list(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TopologyError(f"{where}: expected a list of names")
+def _list(value: Any, where: str, kind: type) -> list[Any]:
+    if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+        raise TopologyError(f"{where}: expected a list of {kind.__name__}")
+    return value
+
+
+def _int(value: Any, where: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise TopologyError(f"{where}: expected a whole number {lo}-{hi}, got {value!r}")
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", value):
+        raise TopologyError(f"{where}: expected a lower-case DNS name, got {value!r}")
     return value
 
 
