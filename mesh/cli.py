@@ -34,7 +34,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     topology = topo.load(args.topology)
     options = LocalOptions(
         run_dir=Path(args.run_dir),
+        mesh=not args.no_mesh,
         public_port=args.port,
+        base_port=args.base_port,
         redis_port=args.redis_port,
         fresh=args.fresh,
     )
@@ -61,8 +63,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"\nAPI:      {run.public_url}/api/products"
         f"\nOpenAPI:  {run.public_url}/api/openapi.json"
         f"\nlogs:     {run.run_dir}/logs/<process>.log"
-        "\n\nCtrl-C stops everything."
     )
+    if options.mesh:
+        print(
+            f"admin:    {run.admin_url('ingress')}/stats?filter=http.ingress (and each sidecar's"
+            " admin column: /stats, /clusters, /config_dump)"
+        )
+    print("\nCtrl-C stops everything.")
     code = 0
     while not stopping:
         crashed = run.supervisor.first_exit()
@@ -94,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-mesh", action="store_true", help="services talk to each other directly")
     up.add_argument("--port", type=int, default=8080, help="the public port (default 8080)")
     up.add_argument("--redis-port", type=int, default=6380, help="redis-server's port (6380)")
+    up.add_argument(
+        "--base-port",
+        type=int,
+        default=15000,
+        help="sidecar and admin ports are counted up from here (default 15000)",
+    )
     up.add_argument("--run-dir", default=".run", help="logs and data go here (default .run)")
     up.add_argument("--fresh", action="store_true", help="start with empty stores")
     up.add_argument("--topology", default=str(topo.DEFAULT_PATH), help=argparse.SUPPRESS)

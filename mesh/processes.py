@@ -156,3 +156,18 @@ def redis_ok(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def unix_http_ok(socket_path: Path, path: str) -> bool:
+    """True when an HTTP server on the Unix socket answers ``GET path`` with 2xx."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(socket_path))
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n".encode()
+            )
+            status = sock.recv(64).split(b" ", 2)
+            return len(status) > 1 and status[1].startswith(b"2")
+    except OSError:
+        return False

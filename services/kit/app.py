@@ -84,13 +84,15 @@ def run(app: web.Application) -> None:
     """Serve until SIGINT/SIGTERM, then finish in-flight requests and close every resource."""
     settings = app[SETTINGS]
     configure_logging(settings.service)
-    logging.getLogger("boutique").info(
-        "%s listening on http://%s:%d", settings.service, settings.host, settings.port
+    where = (
+        {"path": settings.unix_socket}
+        if settings.unix_socket
+        else {"host": settings.host, "port": settings.port}
     )
+    logging.getLogger("boutique").info("%s listening on %s", settings.service, where)
     web.run_app(
         app,
-        host=settings.host,
-        port=settings.port,
+        **where,
         print=None,
         access_log_format='%a "%r" %s %b %Tfs',
         loop=asyncio.new_event_loop(),

@@ -23,7 +23,8 @@ class Settings:
     """What one service process needs to know about its surroundings.
 
     - ``SERVICE_NAME``: the service's name (also its OpenTelemetry ``service.name``).
-    - ``HOST`` / ``PORT``: where the app listens.
+    - ``HOST`` / ``PORT``: where the app listens; or ``UNIX_SOCKET``, a socket path (then the
+      app has no TCP port at all: in the local mesh only its sidecar can reach it).
     - ``DATABASE_URL``: SQLAlchemy URL; SQLite under ``BOUTIQUE_DATA_DIR`` by default.
     - ``REDIS_URL``: Redis for services that use it.
     - ``PEER_PROXY``: an HTTP proxy every peer call goes through (the sidecar's egress).
@@ -35,6 +36,7 @@ class Settings:
     service: str
     host: str = "127.0.0.1"
     port: int = 8080
+    unix_socket: str | None = None
     database_url: str = ""
     redis_url: str = "redis://localhost/0"
     peer_proxy: str | None = None
@@ -52,6 +54,7 @@ class Settings:
             service=env.get("SERVICE_NAME", service),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8080")),
+            unix_socket=env.get("UNIX_SOCKET") or None,
             database_url=database_url,
             redis_url=env.get("REDIS_URL", "redis://localhost/0"),
             peer_proxy=env.get("PEER_PROXY") or None,
