@@ -30,17 +30,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    topology = topo.load(args.topology)
+def _local_run(args: argparse.Namespace, mesh: bool = True) -> LocalRun:
     options = LocalOptions(
         run_dir=Path(args.run_dir),
-        mesh=not args.no_mesh,
+        mesh=mesh,
         public_port=args.port,
         base_port=args.base_port,
-        redis_port=args.redis_port,
-        fresh=args.fresh,
+        redis_port=getattr(args, "redis_port", 6380),
+        fresh=getattr(args, "fresh", False),
     )
-    run = LocalRun(topology, options)
+    return LocalRun(topo.load(args.topology), options)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    run = _local_run(args)
+    for name, path in run.render().items():
+        print(f"{name:<12} {path}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    run = _local_run(args, mesh=not args.no_mesh)
+    topology, options = run.topology, run.options
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

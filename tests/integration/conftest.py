@@ -1,23 +1,38 @@
-"""The real local shop: redis-server and every service as processes, on free ports."""
+"""The real local shop, with the mesh and without, on free ports; helpers to read Envoy admin."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from mesh import topology
 from mesh.local import LocalOptions, LocalRun
+from mesh.processes import port_in_use
 from tests.conftest import free_port
 
 
-def local_options(run_dir: Path, **kw: object) -> LocalOptions:
+def free_block(size: int) -> int:
+    """The first port of ``size`` consecutive free ports."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - size)
+        if not any(port_in_use(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def local_options(run_dir: Path, mesh: bool = True, **kw: object) -> LocalOptions:
     topo = topology.load()
+    instances = sum(s.replicas for s in topo.services.values())
     return LocalOptions(
         run_dir=run_dir,
+        mesh=mesh,
         public_port=free_port(),
         redis_port=free_port(),
+        base_port=free_block(10 * (instances + 1)),
         ports={name: free_port() for name in topo.services},
         env={"PAYMENT_LATENCY_MS": "0"},
         **kw,  # type: ignore[arg-type]
@@ -26,7 +41,47 @@ def local_options(run_dir: Path, **kw: object) -> LocalOptions:
 
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
-    run = LocalRun(topology.load(), local_options(tmp_path_factory.mktemp("shop")))
+    """The whole mesh: apps, sidecars, ingress, redis."""
+    run = LocalRun(topology.load(), local_options(tmp_path_factory.mktemp("mesh")))
     run.start()
     yield run
     run.stop()
+
+
+@pytest.fixture(scope="session")
+def direct_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
+    """The same services talking directly (``boutique up --no-mesh``)."""
+    run = LocalRun(topology.load(), local_options(tmp_path_factory.mktemp("direct"), mesh=False))
+    run.start()
+    yield run
+    run.stop()
+
+
+class Admin:
+    """One Envoy's admin API: stats, runtime switches, cluster health."""
+
+    def __init__(self, url: str, http: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.http = http
+
+    async def stats(self, pattern: str) -> dict[str, int]:
+        async with self.http.get(f"{self.url}/stats", params={"filter": pattern}) as resp:
+            text = await resp.text()
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    async def stat(self, name: str) -> int:
+        return (await self.stats(f"^{name}$")).get(name, 0)
+
+    async def runtime(self, **values: object) -> None:
+        params = {k.replace("__", "."): str(v) for k, v in values.items()}
+        async with self.http.post(f"{self.url}/runtime_modify", params=params) as resp:
+            assert resp.status == 200, await resp.text()
+
+    async def clusters(self) -> str:
+        async with self.http.get(f"{self.url}/clusters") as resp:
+            return await resp.text()

@@ -15,7 +15,20 @@ def test_the_real_topology_loads_and_names_the_call_graph() -> None:
     topo = topology.load()
     assert set(topo.services) >= {"gateway", "products", "cart", "checkout", "payment", "orders"}
     assert set(topo.service("checkout").calls) == {"cart", "products", "orders", "payment"}
-    assert topo.service("products").calls == ()
+    assert topo.service("products").calls == {}
+    assert topo.service("products").replicas == 2
+    assert topo.callers("products") == ["gateway", "cart", "checkout"]
+    assert topo.spiffe_id("cart") == "spiffe://boutique.local/ns/boutique/sa/cart"
+
+
+def test_a_call_gets_the_defaults_with_its_own_keys_winning() -> None:
+    topo = topology.load()
+    cart_products = topo.service("cart").calls["products"]
+    assert cart_products.timeout_ms == 2000
+    assert cart_products.retries.attempts == 3 and cart_products.retries.per_try_timeout_ms == 600
+    # not overridden: from the defaults
+    assert cart_products.retries.on == topo.defaults.retries.on
+    assert cart_products.circuit_breaker == topo.defaults.circuit_breaker
 
 
 def _raw() -> dict:
@@ -35,6 +48,27 @@ def _raw() -> dict:
         (lambda r: r["services"]["cart"].update(calls=["products", "products"]), "listed twice"),
         (lambda r: r.update(services={}), "at least one service"),
         (lambda r: r["mesh"]["ingress"].update(port=8101), "already used"),
+        (
+            lambda r: r["services"]["cart"]["calls"]["products"].update(timeout="2 sec"),
+            "cart.calls.products.timeout: bad duration '2 sec'",
+        ),
+        (
+            lambda r: r["services"]["cart"]["calls"]["products"].update(timeout="0ms"),
+            "at least 1ms",
+        ),
+        (
+            lambda r: r["defaults"]["retries"].update(retry_on=["5xx", "sometimes"]),
+            "unknown condition",
+        ),
+        (lambda r: r["defaults"]["retries"].update(attempts=-1), "retries.attempts"),
+        (lambda r: r["defaults"]["circuit_breaker"].update(max_requests=0), "max_requests"),
+        (lambda r: r["defaults"]["outlier_detection"].update(interval=5), "bad duration"),
+        (lambda r: r["services"]["cart"].update(replicas=0), "replicas"),
+        (
+            lambda r: r["mesh"]["ingress"]["routes"][0].update(service="nowhere"),
+            "unknown service 'nowhere'",
+        ),
+        (lambda r: r["mesh"]["ingress"]["routes"][0].update(prefix="api"), "starting with /"),
     ],
 )
 def test_mistakes_are_refused_with_a_clear_message(mutate, message) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,121 @@
+"""``boutique up`` as a user runs it: it stops cleanly, reports a crash, and names a busy port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.conftest import free_block
+
+pytestmark = pytest.mark.integration
+READY_LINE = "Ctrl-C stops everything."
+
+
+def start_up(
+    run_dir: Path, public_port: int | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
+    argv = [
+        sys.executable,
+        "-m",
+        "mesh",
+        "up",
+        "--run-dir",
+        str(run_dir),
+        "--port",
+        str(public_port or free_port()),
+        "--base-port",
+        str(free_block(100)),
+        "--redis-port",
+        str(free_port()),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PAYMENT_LATENCY_MS": "0"},
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    for line in proc.stdout:
+        lines.append(line)
+        if READY_LINE in line or time.monotonic() > deadline:
+            break
+    return proc, lines
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.add(pid)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+
+
+def test_sigterm_stops_everything_and_leaves_no_process(tmp_path: Path) -> None:
+    proc, lines = start_up(tmp_path)
+    assert any(READY_LINE in line for line in lines), "".join(lines) + proc.stderr.read()  # type: ignore[union-attr]
+    assert "ingress" in "".join(lines) and "products-1" in "".join(lines)  # the table
+    children = descendants(proc.pid)
+    assert len(children) >= 16  # redis, 7 apps, 7 sidecars, the ingress
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    time.sleep(0.5)
+    assert alive(children) == set()
+
+
+def test_a_crashed_child_is_reported_and_the_rest_stopped(tmp_path: Path) -> None:
+    proc, lines = start_up(tmp_path)
+    assert any(READY_LINE in line for line in lines)
+    children = descendants(proc.pid)
+    cart = next(pid for pid in children if cmdline(pid).endswith("serve cart "))
+    os.kill(cart, signal.SIGKILL)
+    assert proc.wait(60) == 1
+    stderr = proc.stderr.read()  # type: ignore[union-attr]
+    assert "cart-0 exited with code -9" in stderr
+    time.sleep(0.5)
+    assert alive(children) == set()
+
+
+def test_a_port_in_use_is_named(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc, _ = start_up(tmp_path, public_port=port)
+        assert proc.wait(60) == 1
+        stderr = proc.stderr.read()  # type: ignore[union-attr]
+    assert f"port(s) already in use: {port} (envoy:ingress)" in stderr

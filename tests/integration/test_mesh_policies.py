@@ -1,0 +1,172 @@
+"""Each kind of traffic policy in the topology, shown working on the real mesh.
+
+Failures are made for real: the callee's sidecar injects them through its fault filter, switched
+on live through Envoy's runtime (as the fault experiments do). What the mesh did about them is
+read from the caller's sidecar admin stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from mesh.local import LocalRun
+from tests.integration.conftest import Admin
+from tests.integration.test_purchase import sign_in
+
+pytestmark = pytest.mark.integration
+PRODUCT = "/api/products/speckled-mug"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def admin(shop: LocalRun, name: str, http: aiohttp.ClientSession) -> Admin:
+    return Admin(shop.admin_url(name), http)
+
+
+async def statuses(http: aiohttp.ClientSession, url: str, n: int, **kw: object) -> list[int]:
+    out = []
+    for _ in range(n):
+        async with http.get(url, **kw) as resp:  # type: ignore[arg-type]
+            await resp.read()
+            out.append(resp.status)
+    return out
+
+
+async def wait_all_hosts_healthy(gateway: Admin, cluster: str) -> None:
+    """Outlier ejections from an earlier test must be over before a test relies on both hosts."""
+    for _ in range(100):
+        text = await gateway.clusters()
+        flags = re.findall(rf"^{cluster}::[\d.:]+::health_flags::(.*)$", text, re.M)
+        if flags and all(f == "healthy" for f in flags):
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"{cluster} hosts did not all come back: {flags}")
+
+
+async def test_a_retry_hides_a_failing_replica(shop: LocalRun, http: aiohttp.ClientSession) -> None:
+    gw, p0 = admin(shop, "gateway-0", http), admin(shop, "products-0", http)
+    await wait_all_hosts_healthy(gw, "products")
+    retries = await gw.stat("cluster.products.upstream_rq_retry")
+    aborts = await p0.stat("http.inbound.fault.aborts_injected")
+    # Keep outlier detection out of this test: only the retry may hide the failure.
+    await gw.runtime(
+        outlier_detection__enforcing_consecutive_5xx=0,
+        outlier_detection__enforcing_consecutive_gateway_failure=0,
+    )
+    await p0.runtime(fault__http__abort__abort_percent=100)
+    try:
+        got = await statuses(http, shop.public_url + PRODUCT, 12)
+    finally:
+        await p0.runtime(fault__http__abort__abort_percent="")
+        await gw.runtime(
+            outlier_detection__enforcing_consecutive_5xx="",
+            outlier_detection__enforcing_consecutive_gateway_failure="",
+        )
+    assert await p0.stat("http.inbound.fault.aborts_injected") > aborts, "no failure happened"
+    assert got == [200] * 12, "a failure reached the shopper"
+    assert await gw.stat("cluster.products.upstream_rq_retry") > retries
+
+
+async def test_a_timeout_turns_a_stuck_peer_into_a_504(
+    shop: LocalRun, http: aiohttp.ClientSession
+) -> None:
+    gw, o0 = admin(shop, "gateway-0", http), admin(shop, "orders-0", http)
+    auth = await sign_in(http, shop.public_url + "/api")
+    timeouts = await gw.stat("cluster.orders.upstream_rq_timeout")
+    await o0.runtime(
+        fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=6000
+    )
+    try:
+        async with http.get(shop.public_url + "/api/orders", headers=auth) as resp:
+            status, ctype, body = resp.status, resp.content_type, await resp.json()
+    finally:
+        await o0.runtime(
+            fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
+        )
+    assert status == 504
+    assert ctype == "application/problem+json" and body["dependency"] == "orders"
+    assert await gw.stat("cluster.orders.upstream_rq_timeout") == timeouts + 1
+
+
+async def test_a_circuit_breaker_sheds_load_past_its_limit(
+    shop: LocalRun, http: aiohttp.ClientSession
+) -> None:
+    gw, o0 = admin(shop, "gateway-0", http), admin(shop, "orders-0", http)
+    auth = await sign_in(http, shop.public_url + "/api")
+    shed_before = await gw.stat("cluster.orders.upstream_rq_pending_overflow")
+    # The same thresholds the topology sets, lowered for this test through the runtime.
+    await gw.runtime(
+        circuit_breakers__orders__default__max_connections=2,
+        circuit_breakers__orders__default__max_pending_requests=1,
+        circuit_breakers__orders__default__max_requests=2,
+    )
+    await o0.runtime(
+        fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=1000
+    )
+    try:
+
+        async def one() -> int:
+            async with http.get(shop.public_url + "/api/orders", headers=auth) as resp:
+                await resp.read()
+                return resp.status
+
+        got = await asyncio.gather(*(one() for _ in range(12)))
+    finally:
+        await o0.runtime(
+            fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
+        )
+        await gw.runtime(
+            circuit_breakers__orders__default__max_connections="",
+            circuit_breakers__orders__default__max_pending_requests="",
+            circuit_breakers__orders__default__max_requests="",
+        )
+    shed = await gw.stat("cluster.orders.upstream_rq_pending_overflow") - shed_before
+    assert got.count(200) >= 2, got  # what fits under the limit is served
+    assert got.count(503) >= 1, got  # the rest is shed at once
+    assert shed == got.count(503)
+
+
+async def test_outlier_detection_ejects_a_failing_replica(
+    shop: LocalRun, http: aiohttp.ClientSession
+) -> None:
+    gw = admin(shop, "gateway-0", http)
+    p0, p1 = admin(shop, "products-0", http), admin(shop, "products-1", http)
+    await wait_all_hosts_healthy(gw, "products")
+    ejections = await gw.stat("cluster.products.outlier_detection.ejections_enforced_total")
+    served_by_p1 = await p1.stat("http.inbound.downstream_rq_2xx")
+    # Short ejection so the replica comes back soon after the test.
+    await gw.runtime(
+        outlier_detection__base_ejection_time_ms=2000, outlier_detection__interval_ms=500
+    )
+    await p0.runtime(fault__http__abort__abort_percent=100)
+    try:
+        got = await statuses(http, shop.public_url + PRODUCT, 30)
+        flags = re.findall(r"^products::[\d.:]+::health_flags::(.*)$", await gw.clusters(), re.M)
+    finally:
+        await p0.runtime(fault__http__abort__abort_percent="")
+    assert got == [200] * 30
+    assert await gw.stat("cluster.products.outlier_detection.ejections_enforced_total") > ejections
+    assert sorted(flags) == ["/failed_outlier_check", "healthy"], flags
+    assert await p1.stat("http.inbound.downstream_rq_2xx") >= served_by_p1 + 30 - 5
+    await wait_all_hosts_healthy(gw, "products")
+    await gw.runtime(outlier_detection__base_ejection_time_ms="", outlier_detection__interval_ms="")
+
+
+async def test_callers_balance_across_replicas(shop: LocalRun, http: aiohttp.ClientSession) -> None:
+    gw = admin(shop, "gateway-0", http)
+    await wait_all_hosts_healthy(gw, "products")
+    replicas = [admin(shop, f"products-{r}", http) for r in (0, 1)]
+    before = [await a.stat("http.inbound.downstream_rq_2xx") for a in replicas]
+    assert await statuses(http, shop.public_url + PRODUCT, 20) == [200] * 20
+    after = [await a.stat("http.inbound.downstream_rq_2xx") for a in replicas]
+    served = [a - b for a, b in zip(after, before, strict=True)]
+    assert all(s >= 4 for s in served), served
