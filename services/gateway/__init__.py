@@ -1,0 +1,1 @@
+"""The gateway: the public REST API under ``/api``, sign-up, login and sessions."""

@@ -1,0 +1,1 @@
+"""The order register: pending orders with price snapshots, then paid or cancelled, never back."""

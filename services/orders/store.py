@@ -1,0 +1,197 @@
+"""SQL access for orders: tables, and each write as one short transaction."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+metadata = MetaData()
+
+orders = Table(
+    "orders",
+    metadata,
+    # seq gives "newest first" a total order, even within one second.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("user_id", String(64), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total_cents", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("charge_id", String(64), nullable=True),
+    Column("cancel_reason", String(200), nullable=True),
+    UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_key"),
+    sqlite_autoincrement=True,
+)
+
+order_items = Table(
+    "order_items",
+    metadata,
+    Column("order_id", String(32), ForeignKey("orders.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("product_id", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price_cents", Integer, nullable=False),
+    Column("line_total_cents", Integer, nullable=False),
+)
+
+Order = dict[str, Any]
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_order_id() -> str:
+    return "ord_" + secrets.token_hex(12)
+
+
+async def create(
+    engine: AsyncEngine, user: str, key: str, items: list[dict[str, Any]], currency: str
+) -> tuple[Order, bool]:
+    """The order for ``(user, key)``: created now (``True``) or the one made before (``False``)."""
+    async with engine.begin() as conn:
+        existing = await _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
+        if existing is not None:
+            return existing, False
+        order_id, stamp = new_order_id(), now()
+        lines = [
+            {**item, "line_total_cents": item["quantity"] * item["unit_price_cents"]}
+            for item in items
+        ]
+        await conn.execute(
+            orders.insert().values(
+                id=order_id,
+                user_id=user,
+                idempotency_key=key,
+                status="pending",
+                total_cents=sum(line["line_total_cents"] for line in lines),
+                currency=currency,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+        await conn.execute(
+            order_items.insert(),
+            [{"order_id": order_id, "position": i, **line} for i, line in enumerate(lines)],
+        )
+        created = await _one(conn, orders.c.id == order_id)
+    assert created is not None
+    return created, True
+
+
+async def get(engine: AsyncEngine, user: str, order_id: str) -> Order | None:
+    async with engine.connect() as conn:
+        return await _one(conn, orders.c.id == order_id, orders.c.user_id == user)
+
+
+async def by_key(engine: AsyncEngine, user: str, key: str) -> Order | None:
+    async with engine.connect() as conn:
+        return await _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
+
+
+async def page(engine: AsyncEngine, user: str, limit: int, offset: int) -> tuple[list[Order], int]:
+    """The user's orders, newest first, and how many there are in all."""
+    async with engine.connect() as conn:
+        total = await conn.scalar(
+            select(func.count()).select_from(orders).where(orders.c.user_id == user)
+        )
+        rows = (
+            await conn.execute(
+                select(orders)
+                .where(orders.c.user_id == user)
+                .order_by(orders.c.seq.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+        ).mappings()
+        found = [dict(row) for row in rows]
+        await _attach_items(conn, found)
+    return [_public(row) for row in found], int(total or 0)
+
+
+async def transition(
+    engine: AsyncEngine, user: str, order_id: str, status: str, **values: str
+) -> tuple[Order | None, bool]:
+    """Move a pending order to ``status``; ``(order, moved)``, ``(None, False)`` if unknown.
+
+    One conditional UPDATE: only a pending order moves, so concurrent pay and cancel cannot both
+    win. When nothing moved, the caller judges the current state.
+    """
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.user_id == user,
+                orders.c.status == "pending",
+            )
+            .values(status=status, updated_at=now(), **values)
+        )
+        order = await _one(conn, orders.c.id == order_id, orders.c.user_id == user)
+    return order, result.rowcount == 1
+
+
+async def _one(conn: AsyncConnection, *where: Any) -> Order | None:
+    row = (await conn.execute(select(orders).where(*where))).mappings().first()
+    if row is None:
+        return None
+    found = [dict(row)]
+    await _attach_items(conn, found)
+    return _public(found[0])
+
+
+async def _attach_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    by_id = {row["id"]: row for row in rows}
+    for row in rows:
+        row["items"] = []
+    result = await conn.execute(
+        select(order_items)
+        .where(order_items.c.order_id.in_(by_id))
+        .order_by(order_items.c.order_id, order_items.c.position)
+    )
+    for item in result.mappings():
+        by_id[item["order_id"]]["items"].append(
+            {
+                "product_id": item["product_id"],
+                "name": item["name"],
+                "quantity": item["quantity"],
+                "unit_price_cents": item["unit_price_cents"],
+                "line_total_cents": item["line_total_cents"],
+            }
+        )
+
+
+def _public(row: dict[str, Any]) -> Order:
+    return {
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "status": row["status"],
+        "items": row["items"],
+        "total_cents": row["total_cents"],
+        "currency": row["currency"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "charge_id": row["charge_id"],
+        "cancel_reason": row["cancel_reason"],
+    }

@@ -1,0 +1,1 @@
+"""A simulated card gateway: charges cards, confirms the order's payment and clears the cart."""

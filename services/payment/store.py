@@ -1,0 +1,138 @@
+"""SQL access for charges: brand and last four digits only, never a card number or cvc."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .cards import CardFacts
+
+metadata = MetaData()
+
+charges = Table(
+    "charges",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("amount_cents", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("brand", String(16), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("exp_month", Integer, nullable=False),
+    Column("exp_year", Integer, nullable=False),
+    Column("decline_code", String(32), nullable=True),
+    # True once the order is confirmed paid and the cart cleared: a repeat then changes nothing.
+    Column("settled", Boolean, nullable=False, default=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    UniqueConstraint("user_id", "idempotency_key", name="uq_charges_user_key"),
+)
+
+Charge = dict[str, Any]
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def by_key(engine: AsyncEngine, user: str, key: str) -> Charge | None:
+    async with engine.connect() as conn:
+        return await _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
+
+
+async def record(
+    engine: AsyncEngine,
+    user: str,
+    key: str,
+    *,
+    order_id: str,
+    amount_cents: int,
+    currency: str,
+    card: CardFacts,
+) -> tuple[Charge, bool]:
+    """Record the decided charge (committed); ``False`` when the key already had one."""
+    async with engine.begin() as conn:
+        existing = await _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
+        if existing is not None:
+            return existing, False
+        charge_id, stamp = "ch_" + secrets.token_hex(12), now()
+        await conn.execute(
+            charges.insert().values(
+                id=charge_id,
+                user_id=user,
+                idempotency_key=key,
+                order_id=order_id,
+                amount_cents=amount_cents,
+                currency=currency,
+                status="declined" if card.decline_code else "succeeded",
+                brand=card.brand,
+                last4=card.last4,
+                exp_month=card.exp_month,
+                exp_year=card.exp_year,
+                decline_code=card.decline_code,
+                settled=card.decline_code is not None,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+        created = await _one(conn, charges.c.id == charge_id)
+    assert created is not None
+    return created, True
+
+
+async def refund(engine: AsyncEngine, charge_id: str) -> None:
+    """A succeeded charge whose order cannot be paid gives the money back."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(charges)
+            .where(charges.c.id == charge_id, charges.c.status == "succeeded")
+            .values(status="refunded", settled=True, updated_at=now())
+        )
+
+
+async def mark_settled(engine: AsyncEngine, charge_id: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(charges).where(charges.c.id == charge_id).values(settled=True, updated_at=now())
+        )
+
+
+async def _one(conn: AsyncConnection, *where: Any) -> Charge | None:
+    row = (await conn.execute(select(charges).where(*where))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def public(row: Charge) -> dict[str, Any]:
+    """The Charge as the API shows it."""
+    return {
+        "id": row["id"],
+        "order_id": row["order_id"],
+        "amount_cents": row["amount_cents"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "card": {
+            "brand": row["brand"],
+            "last4": row["last4"],
+            "exp_month": row["exp_month"],
+            "exp_year": row["exp_year"],
+        },
+        "decline_code": row["decline_code"],
+        "created_at": row["created_at"],
+    }

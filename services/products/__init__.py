@@ -1,0 +1,1 @@
+"""products: the catalog, stock counters and stock reservations (SQLite)."""

@@ -1,0 +1,290 @@
+"""The products store (SQL): catalog, stock counters and reservations.
+
+Stock moves only through conditional UPDATEs checked by ``rowcount``, never read-modify-write:
+``available -> reserved`` when a reservation is held, ``reserved -> sold`` when it is committed,
+``reserved -> available`` when it is released or expires. A reservation changes state only from
+``held`` (``UPDATE ... WHERE status = 'held'``), so commit, release and the sweeper can race
+without counting twice. ``stocked`` is set once, at seeding; the CHECK constraints keep
+``stocked = available + reserved + sold`` and every counter >= 0 in the database itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+metadata = MetaData()
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("price_cents", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("categories", JSON, nullable=False),
+    Column("stocked", Integer, nullable=False),
+    Column("available", Integer, nullable=False),
+    Column("reserved", Integer, nullable=False),
+    Column("sold", Integer, nullable=False),
+    CheckConstraint("available >= 0 AND reserved >= 0 AND sold >= 0", name="stock_not_negative"),
+    CheckConstraint("stocked = available + reserved + sold", name="stock_balanced"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("key", String(256), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Integer, nullable=False),  # Unix seconds, UTC
+    Column("expires_at", Integer, nullable=False),
+    Index("ix_reservations_status_expires_at", "status", "expires_at"),
+)
+
+reservation_items = Table(
+    "reservation_items",
+    metadata,
+    Column("reservation_key", ForeignKey("reservations.key"), primary_key=True),
+    Column("product_id", ForeignKey("products.id"), primary_key=True),
+    Column("line", Integer, nullable=False),
+    Column("quantity", Integer, nullable=False),
+)
+
+HELD, COMMITTED, RELEASED, EXPIRED = "held", "committed", "released", "expired"
+SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    name: str
+    description: str
+    price_cents: int
+    currency: str
+    categories: list[str]
+    stocked: int
+    available: int
+    reserved: int
+    sold: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    key: str
+    status: str
+    items: list[tuple[str, int]]  # (product_id, quantity) in the order they were asked for
+    created_at: int
+    expires_at: int
+
+
+class UnknownProducts(Exception):
+    def __init__(self, product_ids: list[str]) -> None:
+        super().__init__(product_ids)
+        self.product_ids = product_ids
+
+
+class OutOfStock(Exception):
+    def __init__(self, product_id: str, available: int) -> None:
+        super().__init__(product_id, available)
+        self.product_id = product_id
+        self.available = available
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+
+async def seed(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
+    """Insert the catalog's products that are not there yet (replicas may race: INSERT OR IGNORE).
+
+    Each row has the ``products`` columns except the counters, plus ``stock``.
+    """
+    values = [
+        {k: v for k, v in row.items() if k != "stock"}
+        | {"stocked": row["stock"], "available": row["stock"], "reserved": 0, "sold": 0}
+        for row in rows
+    ]
+    if not values:
+        return
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(products).values(values).on_conflict_do_nothing(index_elements=["id"])
+    async with engine.begin() as conn:
+        await conn.execute(stmt)
+
+
+async def all_products(engine: AsyncEngine) -> list[Product]:
+    """Every product, sorted by name."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(products).order_by(products.c.name, products.c.id))
+        return [Product(**row._mapping) for row in rows]
+
+
+async def products_by_id(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Product]:
+    """The products among ``ids`` that exist, by id."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(products).where(products.c.id.in_(ids)))
+        return {row.id: Product(**row._mapping) for row in rows}
+
+
+# --- reservations ----------------------------------------------------------------------------
+
+
+async def reserve(
+    engine: AsyncEngine, key: str, items: Sequence[tuple[str, int]], *, now: float, ttl: int
+) -> tuple[Reservation, bool]:
+    """Hold every item's stock under ``key``, all or nothing, in one transaction.
+
+    Returns ``(reservation, created)``; when ``key`` exists, the stored reservation and False
+    (nothing changes). Raises :class:`UnknownProducts` or :class:`OutOfStock`; either rolls back
+    the whole transaction, so nothing is held.
+    """
+    created_at = int(now)
+    try:
+        async with engine.begin() as conn:
+            existing = await _load(conn, key)
+            if existing is not None:
+                return existing, False
+            ids = [pid for pid, _ in items]
+            known = set(
+                (await conn.execute(select(products.c.id).where(products.c.id.in_(ids)))).scalars()
+            )
+            if unknown := [pid for pid in ids if pid not in known]:
+                raise UnknownProducts(unknown)
+            # The reservation row first: a concurrent insert of the same key waits on it
+            # (PostgreSQL) and then fails, instead of holding stock twice.
+            await conn.execute(
+                reservations.insert().values(
+                    key=key, status=HELD, created_at=created_at, expires_at=created_at + ttl
+                )
+            )
+            for pid, quantity in sorted(items):  # one lock order for every writer
+                held = await conn.execute(
+                    update(products)
+                    .where(products.c.id == pid, products.c.available >= quantity)
+                    .values(
+                        available=products.c.available - quantity,
+                        reserved=products.c.reserved + quantity,
+                    )
+                )
+                if held.rowcount != 1:
+                    available = (
+                        await conn.execute(select(products.c.available).where(products.c.id == pid))
+                    ).scalar_one()
+                    raise OutOfStock(pid, available)
+            await conn.execute(
+                reservation_items.insert(),
+                [
+                    {"reservation_key": key, "product_id": pid, "line": n, "quantity": quantity}
+                    for n, (pid, quantity) in enumerate(items)
+                ],
+            )
+    except IntegrityError:
+        # Only reachable where writers do not serialise at BEGIN (PostgreSQL): the same key was
+        # inserted by a concurrent request, whose reservation is the answer.
+        async with engine.connect() as conn:
+            existing = await _load(conn, key)
+        if existing is None:
+            raise
+        return existing, False
+    return Reservation(key, HELD, list(items), created_at, created_at + ttl), True
+
+
+async def get_reservation(engine: AsyncEngine, key: str) -> Reservation | None:
+    async with engine.connect() as conn:
+        return await _load(conn, key)
+
+
+async def commit(engine: AsyncEngine, key: str) -> Reservation | None:
+    """``held -> committed``, moving its items' stock from reserved to sold.
+
+    Returns the reservation as it is afterwards (any status; the caller judges), or None.
+    """
+    async with engine.begin() as conn:
+        if await _leave_held(conn, key, COMMITTED):
+            await _move_stock(conn, key, to_sold=True)
+        return await _load(conn, key)
+
+
+async def release(engine: AsyncEngine, key: str) -> Reservation | None:
+    """``held -> released``, giving its items' stock back. Same answer as :func:`commit`."""
+    async with engine.begin() as conn:
+        if await _leave_held(conn, key, RELEASED):
+            await _move_stock(conn, key, to_sold=False)
+        return await _load(conn, key)
+
+
+async def expire_due(engine: AsyncEngine, now: float) -> list[str]:
+    """``held -> expired`` for reservations whose ``expires_at`` is before ``now``; stock back.
+
+    Returns the keys it expired (at most ``SWEEP_BATCH`` per call, to keep the lock short).
+    """
+    expired: list[str] = []
+    async with engine.begin() as conn:
+        due = await conn.execute(
+            select(reservations.c.key)
+            .where(reservations.c.status == HELD, reservations.c.expires_at < now)
+            .order_by(reservations.c.expires_at)
+            .limit(SWEEP_BATCH)
+        )
+        for key in due.scalars().all():
+            if await _leave_held(conn, key, EXPIRED):
+                await _move_stock(conn, key, to_sold=False)
+                expired.append(key)
+    return expired
+
+
+async def _leave_held(conn: AsyncConnection, key: str, status: str) -> bool:
+    changed = await conn.execute(
+        update(reservations)
+        .where(reservations.c.key == key, reservations.c.status == HELD)
+        .values(status=status)
+    )
+    return changed.rowcount == 1
+
+
+async def _move_stock(conn: AsyncConnection, key: str, *, to_sold: bool) -> None:
+    items = await conn.execute(
+        select(reservation_items.c.product_id, reservation_items.c.quantity)
+        .where(reservation_items.c.reservation_key == key)
+        .order_by(reservation_items.c.product_id)
+    )
+    for pid, quantity in items.all():
+        target = products.c.sold if to_sold else products.c.available
+        await conn.execute(
+            update(products)
+            .where(products.c.id == pid)
+            .values({"reserved": products.c.reserved - quantity, target.key: target + quantity})
+        )
+
+
+async def _load(conn: AsyncConnection, key: str) -> Reservation | None:
+    row = (await conn.execute(select(reservations).where(reservations.c.key == key))).first()
+    if row is None:
+        return None
+    items = await conn.execute(
+        select(reservation_items.c.product_id, reservation_items.c.quantity)
+        .where(reservation_items.c.reservation_key == key)
+        .order_by(reservation_items.c.line)
+    )
+    return Reservation(
+        row.key, row.status, [(p, q) for p, q in items.all()], row.created_at, row.expires_at
+    )
