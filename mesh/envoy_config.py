@@ -33,6 +33,8 @@ UPSTREAM_TLS = f"{_T}.transport_sockets.tls.v3.UpstreamTlsContext"
 FILE_LOG = f"{_T}.access_loggers.file.v3.FileAccessLog"
 HTTP_OPTIONS = f"{_T}.upstreams.http.v3.HttpProtocolOptions"
 PREVIOUS_HOSTS = f"{_T}.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+OTEL_TRACER = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
+COLLECTOR = "otel_collector"
 
 ACCESS_LOG_FORMAT = (
     '[%START_TIME%] %DOWNSTREAM_LOCAL_ADDRESS% "%REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(:PATH)%" '
@@ -68,6 +70,56 @@ def _access_log() -> list[dict[str, Any]]:
 
 def _tls_certificate(cert: Any, key: Any) -> dict[str, Any]:
     return {"certificate_chain": {"filename": str(cert)}, "private_key": {"filename": str(key)}}
+
+
+def _tracing(placement: Placement, service: str, spawn_upstream_span: bool) -> dict[str, Any]:
+    """Envoy's OpenTelemetry tracer: spans carry the app's service.name, sent over OTLP/HTTP."""
+    if placement.otlp is None:
+        return {}
+    host, port = placement.otlp
+    return {
+        "tracing": {
+            "random_sampling": {"value": 100},
+            "spawn_upstream_span": spawn_upstream_span,
+            "provider": {
+                "name": "envoy.tracers.opentelemetry",
+                "typed_config": {
+                    "@type": OTEL_TRACER,
+                    "service_name": service,
+                    "http_service": {
+                        "http_uri": {
+                            "uri": f"http://{host}:{port}/v1/traces",
+                            "cluster": COLLECTOR,
+                            "timeout": "2s",
+                        },
+                    },
+                },
+            },
+        }
+    }
+
+
+def _collector_cluster(placement: Placement) -> list[dict[str, Any]]:
+    if placement.otlp is None:
+        return []
+    host, port = placement.otlp
+    endpoint = {"endpoint": {"address": _socket(host, port)}}
+    return [
+        {
+            "name": COLLECTOR,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": COLLECTOR,
+                "endpoints": [{"lb_endpoints": [endpoint]}],
+            },
+        }
+    ]
+
+
+def _decorator(operation: str) -> dict[str, Any]:
+    """The span's name, Istio style; not propagated, so the next hop names its own span."""
+    return {"operation": operation, "propagate": False}
 
 
 def _hcm(
@@ -188,14 +240,21 @@ def _peer_routes(peer: str, policy: CallPolicy) -> list[dict[str, Any]]:
     }
     method = {"name": ":method", "string_match": {"safe_regex": {"regex": SAFE_METHODS}}}
     keyed = {"name": IDEMPOTENCY_HEADER, "present_match": True}
+    named = _decorator(f"egress {peer}")
     return [
         {
             "name": f"{peer}-safe-method",
             "match": {"prefix": "/", "headers": [method]},
             "route": safe,
+            "decorator": named,
         },
-        {"name": f"{peer}-idempotent", "match": {"prefix": "/", "headers": [keyed]}, "route": safe},
-        {"name": f"{peer}-other", "match": {"prefix": "/"}, "route": unsafe},
+        {
+            "name": f"{peer}-idempotent",
+            "match": {"prefix": "/", "headers": [keyed]},
+            "route": safe,
+            "decorator": named,
+        },
+        {"name": f"{peer}-other", "match": {"prefix": "/"}, "route": unsafe, "decorator": named},
     ]
 
 
@@ -208,6 +267,8 @@ def _runtime() -> dict[str, Any]:
                 "static_layer": {
                     "fault.http.abort.abort_percent": 0,
                     "fault.http.delay.fixed_delay_percent": 0,
+                    # spans are sent every second, so a trace is readable right after a request
+                    "tracing.opentelemetry.flush_interval_ms": 1000,
                 },
             },
             {"name": "admin", "admin_layer": {}},
@@ -270,13 +331,18 @@ def sidecar(topology: Topology, placement: Placement, inst: Instance) -> dict[st
                 "name": svc.name,
                 "domains": ["*"],
                 "routes": [
-                    {"match": {"prefix": "/"}, "route": {"cluster": "app", "timeout": "0s"}}
+                    {
+                        "match": {"prefix": "/"},
+                        "route": {"cluster": "app", "timeout": "0s"},
+                        "decorator": _decorator(f"ingress {svc.name}"),
+                    }
                 ],
             }
         ],
     }
     inbound = {
         "name": "inbound",
+        "traffic_direction": "INBOUND",
         "address": _socket(placement.host, inst.inbound_port),
         "filter_chains": [
             {
@@ -287,6 +353,7 @@ def sidecar(topology: Topology, placement: Placement, inst: Instance) -> dict[st
                         [rbac, fault],
                         forward_client_cert_details="SANITIZE_SET",
                         set_current_client_cert_details={"uri": True},
+                        **_tracing(placement, svc.name, spawn_upstream_span=False),
                     )
                 ],
                 "transport_socket": {
@@ -318,12 +385,21 @@ def sidecar(topology: Topology, placement: Placement, inst: Instance) -> dict[st
             ],
         }
     )
+    outbound_routes = {"name": "outbound", "virtual_hosts": vhosts}
     outbound = {
         "name": "outbound",
+        "traffic_direction": "OUTBOUND",
         "address": _socket(placement.host, inst.egress_port),
         "filter_chains": [
             {
-                "filters": [_hcm("outbound", {"name": "outbound", "virtual_hosts": vhosts}, [])],
+                "filters": [
+                    _hcm(
+                        "outbound",
+                        outbound_routes,
+                        [],
+                        **_tracing(placement, svc.name, spawn_upstream_span=False),
+                    )
+                ],
             }
         ],
     }
@@ -342,7 +418,7 @@ def sidecar(topology: Topology, placement: Placement, inst: Instance) -> dict[st
             ],
         },
     }
-    clusters = [app_cluster] + [
+    clusters = [app_cluster, *_collector_cluster(placement)] + [
         _peer_cluster(topology, placement, peer, policy, inst.cert, inst.key)
         for peer, policy in svc.calls.items()
     ]
@@ -362,6 +438,7 @@ def ingress(topology: Topology, placement: Placement) -> dict[str, Any]:
                 "timeout": ms(r.timeout_ms),
                 "retry_policy": _retry_policy(NEVER_REACHED, 2, r.timeout_ms),
             },
+            "decorator": _decorator(f"ingress-gateway {r.service}"),
         }
         for r in topology.ingress_routes
     ]
@@ -370,14 +447,20 @@ def ingress(topology: Topology, placement: Placement) -> dict[str, Any]:
         "name": "ingress",
         "virtual_hosts": [{"name": "boutique", "domains": ["*"], "routes": routes}],
     }
+    hcm = _hcm(
+        "ingress",
+        route_config,
+        [],
+        use_remote_address=True,
+        **_tracing(placement, "ingress", spawn_upstream_span=True),
+    )
     listener = {
         "name": "ingress",
+        "traffic_direction": "INBOUND",
         "address": _socket(placement.host, ing.port),
-        "filter_chains": [
-            {"filters": [_hcm("ingress", route_config, [], use_remote_address=True)]}
-        ],
+        "filter_chains": [{"filters": [hcm]}],
     }
-    clusters = [
+    clusters = [*_collector_cluster(placement)] + [
         _peer_cluster(topology, placement, service, topology.defaults, ing.cert, ing.key)
         for service in dict.fromkeys(r.service for r in topology.ingress_routes)
     ]

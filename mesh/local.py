@@ -39,6 +39,9 @@ class LocalOptions:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
     fresh: bool = False  # start from empty stores
     envoy_concurrency: int = 2  # worker threads per Envoy
+    tracing: bool = False  # apps and sidecars send spans to the local trace store
+    otlp_port: int = 4318  # the trace store's OTLP/HTTP receiver
+    traces_port: int = 16686  # the trace store's Jaeger query API and trace view
 
 
 def envoy_binary() -> str:
@@ -64,6 +67,7 @@ class LocalRun:
                 self.options.public_port,
                 self.options.base_port,
                 self.options.host,
+                otlp_port=self.options.otlp_port if self.options.tracing else None,
             )
 
     # -- addresses -----------------------------------------------------------------------------
@@ -79,6 +83,11 @@ class LocalRun:
     @property
     def public_url(self) -> str:
         return f"http://{self.options.host}:{self.options.public_port}"
+
+    @property
+    def traces_url(self) -> str:
+        """The trace store's Jaeger query API and trace view."""
+        return f"http://{self.options.host}:{self.options.traces_port}"
 
     @property
     def redis_url(self) -> str:
@@ -125,12 +134,44 @@ class LocalRun:
     def log(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.log"
 
+    def tracestore_child(self) -> Child:
+        o = self.options
+        argv = [
+            sys.executable,
+            "-m",
+            "mesh",
+            "tracestore",
+            "--db",
+            str(self.run_dir / "traces.db"),
+            "--host",
+            o.host,
+            "--otlp-port",
+            str(o.otlp_port),
+            "--query-port",
+            str(o.traces_port),
+        ]
+        return Child(
+            "tracestore",
+            argv,
+            self.log("tracestore"),
+            ready=partial(http_ok, f"{self.traces_url}/healthz"),
+            ports=(o.otlp_port, o.traces_port),
+        )
+
     def _service_env(self, name: str) -> dict[str, str]:
+        if self.options.tracing:
+            tracing = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{self.options.host}:{self.options.otlp_port}",
+                "OTEL_BSP_SCHEDULE_DELAY": "1000",  # spans reach the store within a second
+            }
+        else:
+            tracing = {"OTEL_SDK_DISABLED": "true"}
         return {
             "SERVICE_NAME": name,
             "BOUTIQUE_DATA_DIR": str(self.run_dir / "data"),
             "REDIS_URL": self.redis_url,
             "PYTHONUNBUFFERED": "1",
+            **tracing,
             **self.options.env,
         }
 
@@ -235,10 +276,12 @@ class LocalRun:
             envoys.append(
                 self.envoy_child("ingress", configs["ingress"], ing.admin_port, (ing.port,))
             )
-        self.supervisor.check_ports([redis, *apps, *envoys])
+        stores = [redis, *([self.tracestore_child()] if self.options.tracing else [])]
+        self.supervisor.check_ports([*stores, *apps, *envoys])
         try:
-            self.supervisor.start(redis)
-            self.supervisor.wait_healthy([redis], deadline_s)
+            for child in stores:
+                self.supervisor.start(child)
+            self.supervisor.wait_healthy(stores, deadline_s)
             for child in [*apps, *envoys]:
                 self.supervisor.start(child)
             self.supervisor.wait_healthy([*apps, *envoys], deadline_s)
@@ -262,8 +305,9 @@ class LocalRun:
     def table(self) -> str:
         if self.placement is None:
             rows = [("process", "address", "ready")]
+            special = {"redis": self.redis_url, "tracestore": self.traces_url}
             for child in self.supervisor.children:
-                address = self.redis_url if child.name == "redis" else self.app_url(child.name)
+                address = special.get(child.name) or self.app_url(child.name)
                 rows.append((child.name, address, _ready(child)))
             return _format(rows)
         by_name = {c.name: c for c in self.supervisor.children}
@@ -291,6 +335,16 @@ class LocalRun:
             )
         )
         rows.append(("redis", self.redis_url, "-", "-", _ready(by_name.get("redis"))))
+        if self.options.tracing:
+            rows.append(
+                (
+                    "tracestore",
+                    f"OTLP :{self.options.otlp_port}",
+                    "-",
+                    self.traces_url,
+                    _ready(by_name.get("tracestore")),
+                )
+            )
         return _format(rows)
 
 

@@ -45,13 +45,19 @@ class Placement:
     root_cert: Path
     ingress: IngressPlacement
     instances: dict[str, tuple[Instance, ...]]
+    otlp: tuple[str, int] | None = None  # where sidecars send spans (OTLP/HTTP); None: no tracing
 
     def all_instances(self) -> list[Instance]:
         return [i for group in self.instances.values() for i in group]
 
 
 def local_placement(
-    topology: Topology, run_dir: Path, public_port: int, base_port: int, host: str = "127.0.0.1"
+    topology: Topology,
+    run_dir: Path,
+    public_port: int,
+    base_port: int,
+    host: str = "127.0.0.1",
+    otlp_port: int | None = None,
 ) -> Placement:
     """Ports from ``base_port``: the ingress admin first, then ten ports per instance."""
     certs = run_dir / "certs"
@@ -83,4 +89,5 @@ def local_placement(
         cert=certs / "ingress-cert.pem",
         key=certs / "ingress-key.pem",
     )
-    return Placement(host, certs / "root-cert.pem", ingress, instances)
+    otlp = (host, otlp_port) if otlp_port else None
+    return Placement(host, certs / "root-cert.pem", ingress, instances, otlp)

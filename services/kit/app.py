@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from . import telemetry
 from .keys import OPENAPI, OPENAPI_TEXT, READINESS, SETTINGS, CleanupCtx
 from .problems import problem_middleware, problem_response
 from .settings import Settings
@@ -28,12 +29,13 @@ def create_app(
     register a readiness check by appending ``(name, async_fn)`` to ``app[READINESS]``.
     ``openapi`` is the service's contract, served as is at ``/openapi.yaml`` and ``/openapi.json``.
     """
+    telemetry.instrument_server()
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[READINESS] = []
     if openapi is not None:
         app[OPENAPI_TEXT] = openapi.read_text()
-        app[OPENAPI] = yaml.safe_load(app[OPENAPI_TEXT])
+        app[OPENAPI] = yaml.load(app[OPENAPI_TEXT], Loader=yaml.CSafeLoader)
     app.cleanup_ctx.extend(contexts)
     app.router.add_routes(routes)
     app.router.add_get("/healthz", healthz)
@@ -84,6 +86,9 @@ def run(app: web.Application) -> None:
     """Serve until SIGINT/SIGTERM, then finish in-flight requests and close every resource."""
     settings = app[SETTINGS]
     configure_logging(settings.service)
+    provider = telemetry.setup(settings.service, settings.environ)
+    if provider is not None:
+        telemetry.flush_on_cleanup(app, provider)
     where = (
         {"path": settings.unix_socket}
         if settings.unix_socket

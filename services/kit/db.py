@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import MetaData
 
+from . import telemetry
 from .keys import DB, READINESS, SETTINGS, CleanupCtx
 
 SQLITE_BUSY_MS = 30_000
@@ -52,6 +53,7 @@ def database_context(metadata: MetaData) -> CleanupCtx:
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(app[SETTINGS].database_url)
+        telemetry.instrument_engine(engine)
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         app[DB] = engine

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from . import telemetry
 from .keys import PEERS, SETTINGS
 from .problems import Problem
 from .settings import Settings
@@ -120,7 +121,8 @@ def _decode(raw: bytes, content_type: str) -> Any:
 
 async def peers_context(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx``: one pooled client session for all peer calls, as ``app[PEERS]``."""
-    session = aiohttp.ClientSession()
+    tracing = telemetry.client_trace_config(app[SETTINGS].peer_urls)
+    session = aiohttp.ClientSession(trace_configs=[tracing])
     app[PEERS] = PeerClient(app[SETTINGS], session)
     yield
     await session.close()

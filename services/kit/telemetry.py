@@ -1,0 +1,127 @@
+"""OpenTelemetry for every service, set up once per process.
+
+Spans: the aiohttp server (one SERVER span per request, continuing the caller's W3C
+``traceparent``), the peer client (CLIENT spans, named ``GET products``), SQLAlchemy and Redis.
+The standard ``OTEL_*`` variables are honoured: ``OTEL_SERVICE_NAME`` and
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``OTEL_TRACES_SAMPLER``
+(and ``_ARG``), ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or ``none``), ``OTEL_BSP_*``,
+``OTEL_PROPAGATORS`` and ``OTEL_SDK_DISABLED``. Spans are exported in batches over OTLP/HTTP and
+flushed at shutdown.
+
+Apps always carry the instrumentation; without :func:`setup` (as in unit tests) it talks to
+OpenTelemetry's no-op provider and costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import TraceConfig, web
+from yarl import URL
+
+# Health probes are not traffic anyone wants to read in a trace.
+os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "/healthz,/readyz")
+
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config  # noqa: E402
+from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor  # noqa: E402
+from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: E402
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor  # noqa: E402
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import (  # noqa: E402
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+
+tracer = trace.get_tracer("boutique")
+
+
+def instrument_server() -> None:
+    """SERVER spans for every ``web.Application`` made from now on (idempotent).
+
+    The instrumentor puts its middleware first, outside ours, so a span sees the final status
+    of every answer, problems included.
+    """
+    AioHttpServerInstrumentor().instrument()
+
+
+def client_trace_config(peer_urls: dict[str, str]) -> TraceConfig:
+    """CLIENT spans for peer calls, named ``<METHOD> <peer>`` however the peer is reached."""
+    by_authority = {URL(url).raw_authority: peer for peer, url in peer_urls.items()}
+
+    def name_after_peer(span: trace.Span, params: Any) -> None:
+        if span.is_recording():
+            peer = by_authority.get(params.url.raw_authority, params.url.host)
+            span.update_name(f"{params.method} {peer}")
+
+    return create_trace_config(request_hook=name_after_peer)
+
+
+def instrument_engine(engine: AsyncEngine) -> None:
+    """SQL spans (statements with placeholders, never the values) under the request's span."""
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+
+
+def _exporter(env: dict[str, str]) -> SpanExporter | None:
+    kind = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    configured = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if kind == "none" or (not kind and not configured):
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    if kind not in ("", "otlp"):
+        raise ValueError(
+            f"OTEL_TRACES_EXPORTER={kind!r} is not supported: use otlp, console or none"
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _resource_attributes(env: dict[str, str]) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES``: ``key=value`` pairs, comma separated, values %-encoded."""
+    out = {}
+    for pair in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = unquote(value.strip())
+    return out
+
+
+def make_provider(service: str, env: dict[str, str]) -> TracerProvider | None:
+    """A tracer provider as the ``OTEL_*`` variables ask; ``None`` when tracing is off."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    exporter = _exporter(env)
+    if exporter is None:
+        return None
+    # OTEL_SERVICE_NAME wins, then OTEL_RESOURCE_ATTRIBUTES' service.name, then our own name.
+    attributes = {SERVICE_NAME: service, **_resource_attributes(env)}
+    if env.get("OTEL_SERVICE_NAME"):
+        attributes[SERVICE_NAME] = env["OTEL_SERVICE_NAME"]
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def setup(service: str, environ: dict[str, str] | None = None) -> TracerProvider | None:
+    """Install the process's tracer provider and the Redis instrumentation."""
+    provider = make_provider(service, dict(os.environ if environ is None else environ))
+    if provider is not None:
+        trace.set_tracer_provider(provider)
+        RedisInstrumentor().instrument(tracer_provider=provider)
+    return provider
+
+
+def flush_on_cleanup(app: web.Application, provider: TracerProvider) -> None:
+    async def shutdown(_app: web.Application) -> None:
+        provider.shutdown()  # exports what is still batched
+
+    app.on_cleanup.append(shutdown)
