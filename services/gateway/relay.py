@@ -10,7 +10,7 @@ from services import kit
 
 
 class PeerProblem(kit.Problem):
-    """A peer's 4xx problem, passed to the client unchanged (status and body)."""
+    """A peer's problem, passed to the client unchanged (status and body)."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(status, str(body.get("detail", "")), code=body.get("code"))
@@ -22,12 +22,16 @@ def relay(reply: kit.PeerReply, *ok: int) -> Any:
     """The peer's body when its status is in ``ok``.
 
     A peer's 4xx problem (unknown product, out of stock, card declined...) is the client's
-    answer as is; anything else (5xx, a non-problem body) is a 502/503/504 naming the peer.
+    answer as is, and so is a 5xx problem our own services wrote with a ``code`` (checkout's
+    "payment unavailable, you were not charged" must reach the shopper). Anything else (a
+    crash, the mesh's own 503 or 504, a body that is not a problem) is a 502/503/504 naming
+    the peer.
     """
     if reply.status in ok:
         return reply.data
     body = reply.data
-    if 400 <= reply.status < 500 and isinstance(body, dict) and body.get("status") == reply.status:
+    ours = isinstance(body, dict) and body.get("status") == reply.status
+    if ours and (reply.status < 500 or body.get("code")):
         raise PeerProblem(reply.status, body)
     raise reply.problem()
 

@@ -461,3 +461,25 @@ async def test_orders_paging_is_checked(shop: ContractClient) -> None:
     for query in ("limit=0", "limit=101", "limit=x", "offset=-1"):
         await problem(await shop.get(f"/api/orders?{query}", headers=ada), 400, "bad_query")
     await problem(await shop.get("/api/orders/no-such-order", headers=ada), 404, "unknown_order")
+
+
+def test_relay_passes_our_services_problems_on_and_names_a_failing_peer() -> None:
+    from services.gateway.relay import PeerProblem, relay
+
+    not_charged = {
+        "type": "https://boutique.local/problems/payment_unavailable",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "Payment is unavailable right now; you were not charged",
+        "code": "payment_unavailable",
+    }
+    with pytest.raises(PeerProblem) as passed:
+        relay(kit.PeerReply("checkout", 503, not_charged), 201)
+    assert passed.value.status == 503 and passed.value.details == not_charged
+    # the mesh's own 503 (plain text) and a crash without a code name the peer instead
+    for body in ("upstream connect error", {"status": 500, "title": "Internal Server Error"}):
+        status = 503 if isinstance(body, str) else 500
+        with pytest.raises(kit.Problem) as named:
+            relay(kit.PeerReply("checkout", status, body), 201)
+        assert not isinstance(named.value, PeerProblem)
+        assert named.value.details["dependency"] == "checkout"

@@ -1,0 +1,1 @@
+"""The checkout service: the stateless saga that turns a cart into a paid order."""

@@ -1,0 +1,55 @@
+"""HTTP handler for checkout: read the caller, the key and the card, run the saga, answer."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from services import kit
+
+from . import saga
+
+_SEPARATORS = re.compile(r"[ -]")
+_DIGITS = re.compile(r"[0-9]{12,19}")
+_CVC = re.compile(r"[0-9]{3,4}")
+
+
+class Card(kit.Body):
+    number: Annotated[str, Field(max_length=64)]
+    exp_month: Annotated[int, Field(ge=1, le=12)]
+    exp_year: Annotated[int, Field(ge=2000, le=2100)]
+    cvc: str
+
+    @field_validator("number")
+    @classmethod
+    def _number(cls, number: str) -> str:
+        digits = _SEPARATORS.sub("", number)
+        if not _DIGITS.fullmatch(digits):
+            raise ValueError("a card number is 12 to 19 digits (spaces and dashes allowed)")
+        return digits
+
+    @field_validator("cvc")
+    @classmethod
+    def _cvc(cls, cvc: str) -> str:
+        if not _CVC.fullmatch(cvc):
+            raise ValueError("a card security code is 3 or 4 digits")
+        return cvc
+
+
+class CheckoutRequest(kit.Body):
+    card: Card
+
+
+async def post_checkout(request: web.Request) -> web.Response:
+    user = kit.user_id(request)
+    key = kit.idempotency_key(request)
+    body = await kit.read_json(request, CheckoutRequest)
+    run = saga.Saga(kit.peers(request), user, saga.saga_id(user, key), body.card.model_dump())
+    order = await saga.checkout(run)
+    return web.json_response(order, status=201)
+
+
+routes = [web.post("/checkout", post_checkout)]

@@ -1,0 +1,24 @@
+"""The checkout service: no store, only the saga over cart, products, orders and payment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from services import kit
+
+from .api import routes
+
+
+def create_app(settings: kit.Settings | None = None) -> web.Application:
+    return kit.create_app(
+        settings or kit.Settings.from_env("checkout"),
+        routes=routes,
+        contexts=[kit.peers_context],
+        openapi=Path(__file__).with_name("openapi.yaml"),
+    )
+
+
+if __name__ == "__main__":
+    kit.run(create_app())

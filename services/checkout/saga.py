@@ -1,0 +1,316 @@
+"""The checkout saga: cart -> prices -> stock held -> pending order -> charge -> commit or undo.
+
+Checkout keeps no state of its own. Everything it does is keyed by the saga id, derived from the
+user and the client's Idempotency-Key: the stock reservation, the order and the charge. So a
+repeat of the same checkout (a client retry, a mesh retry, a concurrent duplicate) finds what
+the first one did and carries it on or answers it again; it never charges twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from services import kit
+
+Order = dict[str, Any]
+Line = dict[str, Any]
+
+CURRENCY = "USD"
+log = logging.getLogger("boutique.checkout")
+
+_PLAIN_USER = re.compile(r"^[A-Za-z0-9_-]+$")
+_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+# Why the order is cancelled, by the payment service's answer.
+_FAILURE_REASONS = {402: "payment_declined", 422: "invalid_card", 409: "order_not_payable"}
+_RELAYED_EXTRAS = ("errors", "decline_code")
+
+
+def saga_id(user: str, key: str) -> str:
+    """``<user>.<key>``, or a digest of both when that would not be a valid key for our peers.
+
+    The plain form is used when the user id has no ``.`` (so the split is unambiguous) and the
+    whole fits an Idempotency-Key (8-128 characters); the digest form has no ``.`` at all.
+    """
+    plain = f"{user}.{key}"
+    if _PLAIN_USER.match(user) and _KEY.match(plain):
+        return plain
+    return "saga:" + hashlib.sha256(f"{user}\n{key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Saga:
+    peers: kit.PeerClient
+    user: str
+    id: str
+    card: dict[str, Any]
+
+    @property
+    def keyed(self) -> dict[str, str]:
+        return {kit.IDEMPOTENCY_HEADER: self.id}
+
+
+async def checkout(saga: Saga) -> Order:
+    """The paid order, or a :class:`kit.Problem` for what went wrong (after undoing it)."""
+    order = await find_order(saga)
+    if order is None:
+        order = await place_order(saga)
+    elif order["status"] == "pending" and not await reserve(saga, order["items"]):
+        return await compensate(saga, order, "reservation_expired", _stale_hold())
+    return await settle(saga, order)
+
+
+async def place_order(saga: Saga) -> Order:
+    """Load the cart, price it, hold its stock, open a pending order with the price snapshots."""
+    cart = await load_cart(saga)
+    if not cart:
+        # A twin of this request (same key) may have finished already and emptied the cart.
+        return await _earlier_order(saga, kit.Problem(422, "Your cart is empty", code="empty_cart"))
+    lines = await price(saga, cart)
+    if not await reserve(saga, lines):
+        return await _earlier_order(saga, _stale_hold())
+    return await open_order(saga, lines)
+
+
+async def settle(saga: Saga, order: Order) -> Order:
+    """Finish an order: paid -> done, cancelled -> its failure again, pending -> charge it."""
+    if order["status"] == "paid":
+        await commit(saga)
+        return order
+    if order["status"] == "cancelled":
+        raise await stored_failure(saga, order)
+    return await charge(saga, order)
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+async def find_order(saga: Saga) -> Order | None:
+    reply = await saga.peers.get("orders", f"/orders/by-key/{saga.id}", user=saga.user)
+    return None if reply.status == 404 else reply.expect(200)
+
+
+async def load_cart(saga: Saga) -> dict[str, int]:
+    """The cart's lines: product id -> quantity."""
+    cart = (await saga.peers.get("cart", "/cart", user=saga.user)).expect(200)
+    return {item["product_id"]: item["quantity"] for item in cart["items"]}
+
+
+async def price(saga: Saga, cart: dict[str, int]) -> list[Line]:
+    """Order lines at live prices; 409 when a product is gone or short of stock."""
+    ids = quote(",".join(cart), safe=",")
+    reply = await saga.peers.get("products", f"/products?ids={ids}", user=saga.user)
+    if reply.status == 404:
+        raise _unknown_products(_body(reply).get("product_ids", []))
+    lines = []
+    for product in reply.expect(200)["products"]:
+        quantity = cart[product["id"]]
+        if product["available"] < quantity:
+            raise _out_of_stock(product["id"], product["available"])
+        lines.append(
+            {
+                "product_id": product["id"],
+                "name": product["name"],
+                "quantity": quantity,
+                "unit_price_cents": product["price_cents"],
+            }
+        )
+    return lines
+
+
+async def reserve(saga: Saga, lines: list[Line]) -> bool:
+    """Hold the stock under the saga id; False when this key's hold is already over."""
+    items = [{"product_id": line["product_id"], "quantity": line["quantity"]} for line in lines]
+    reply = await saga.peers.put(
+        "products", f"/reservations/{saga.id}", json_body={"items": items}, user=saga.user
+    )
+    problem = _body(reply)
+    if reply.status == 409 and problem.get("code") == "out_of_stock":
+        raise _out_of_stock(problem.get("product_id", ""), problem.get("available", 0))
+    if reply.status == 404:
+        raise _unknown_products(problem.get("product_ids", []))
+    return reply.expect(200, 201)["status"] in ("held", "committed")
+
+
+async def open_order(saga: Saga, lines: list[Line]) -> Order:
+    reply = await saga.peers.post(
+        "orders",
+        "/orders",
+        json_body={"items": lines, "currency": CURRENCY},
+        user=saga.user,
+        headers=saga.keyed,
+    )
+    return reply.expect(200, 201)
+
+
+async def charge(saga: Saga, order: Order) -> Order:
+    """Charge the card for the order; commit on success, compensate on any failure."""
+    body = {
+        "order_id": order["id"],
+        "amount_cents": order["total_cents"],
+        "currency": order["currency"],
+        "card": saga.card,
+    }
+    try:
+        reply = await saga.peers.post(
+            "payment", "/charges", json_body=body, user=saga.user, headers=saga.keyed
+        )
+    except kit.Problem:  # payment unreachable: whether it charged is for it to say
+        return await after_payment_outage(saga, order)
+    if reply.status in (200, 201):
+        return await succeed(saga, order)
+    if reply.status >= 500:
+        return await after_payment_outage(saga, order)
+    reason = _FAILURE_REASONS.get(reply.status, "payment_failed")
+    failure = _relayed(reply) if reply.status in _FAILURE_REASONS else reply.problem()
+    return await compensate(saga, order, reason, failure)
+
+
+async def after_payment_outage(saga: Saga, order: Order) -> Order:
+    """Payment failed to answer: ask it whether the charge happened, then finish accordingly."""
+    found = await _charge_by_key(saga)
+    status = found["status"] if found else None
+    if status == "succeeded":
+        return await succeed(saga, order)
+    if status == "declined":
+        return await compensate(saga, order, "payment_declined", _declined(found))
+    unavailable = kit.Problem(
+        503,
+        "The payment service could not be reached; you were not charged",
+        code="payment_unavailable",
+        dependency="payment",
+    )
+    return await compensate(saga, order, "payment_unavailable", unavailable)
+
+
+async def succeed(saga: Saga, order: Order) -> Order:
+    """The charge went through: the held stock is sold; answer the order as it is now."""
+    await commit(saga)
+    reply = await saga.peers.get("orders", f"/orders/{order['id']}", user=saga.user)
+    order = reply.expect(200)
+    if order["status"] != "paid":
+        raise kit.Problem(
+            502,
+            "The payment went through but the order is not confirmed yet; retry with the same "
+            "Idempotency-Key to finish it (you will not be charged again)",
+            code="payment_unconfirmed",
+            dependency="payment",
+        )
+    return order
+
+
+async def commit(saga: Saga) -> None:
+    reply = await saga.peers.post("products", f"/reservations/{saga.id}/commit", user=saga.user)
+    if reply.status == 409:  # paid for, but the hold was gone: the books need a look
+        log.error("saga %s: paid, but its stock reservation could not be committed", saga.id)
+        return
+    reply.expect(200)
+
+
+async def compensate(saga: Saga, order: Order, reason: str, failure: kit.Problem) -> Order:
+    """Undo: cancel the order, then give the stock back, then answer ``failure``.
+
+    The order goes first: were it paid meanwhile (payment confirmed it after all), it cannot be
+    cancelled, and the checkout is a success instead.
+    """
+    reply = await saga.peers.post(
+        "orders", f"/orders/{order['id']}/cancel", json_body={"reason": reason}, user=saga.user
+    )
+    if reply.status == 409:
+        return await succeed(saga, order)
+    reply.expect(200)
+    await release(saga)
+    raise failure
+
+
+async def release(saga: Saga) -> None:
+    reply = await saga.peers.post("products", f"/reservations/{saga.id}/release", user=saga.user)
+    reply.expect(200, 404)
+
+
+async def stored_failure(saga: Saga, order: Order) -> kit.Problem:
+    """The answer a cancelled checkout gave, given again."""
+    reason = order["cancel_reason"]
+    if reason == "payment_declined":
+        reply = await saga.peers.get("payment", f"/charges/by-key/{saga.id}", user=saga.user)
+        return _declined(reply.expect(200))
+    return kit.Problem(
+        409,
+        f"This checkout failed before ({reason}); start a new one with a new Idempotency-Key",
+        code="checkout_failed",
+        reason=reason,
+        order_id=order["id"],
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+async def _earlier_order(saga: Saga, otherwise: kit.Problem) -> Order:
+    order = await find_order(saga)
+    if order is None:
+        raise otherwise
+    return order
+
+
+async def _charge_by_key(saga: Saga) -> dict[str, Any] | None:
+    try:
+        reply = await saga.peers.get("payment", f"/charges/by-key/{saga.id}", user=saga.user)
+    except kit.Problem:
+        return None
+    return _body(reply) if reply.status == 200 else None
+
+
+def _declined(charge: dict[str, Any]) -> kit.Problem:
+    return kit.Problem(
+        402,
+        "The card was declined; you were not charged",
+        code="card_declined",
+        decline_code=charge.get("decline_code") or "generic_decline",
+    )
+
+
+def _body(reply: kit.PeerReply) -> dict[str, Any]:
+    return reply.data if isinstance(reply.data, dict) else {}
+
+
+def _relayed(reply: kit.PeerReply) -> kit.Problem:
+    """The payment service's problem, answered as ours (status, code, detail, known extras)."""
+    data = _body(reply)
+    if reply.status == 402:
+        return _declined(data)
+    extras = {k: data[k] for k in _RELAYED_EXTRAS if k in data}
+    detail = data.get("detail") or f"The payment service answered {reply.status}"
+    return kit.Problem(reply.status, detail, code=data.get("code", "payment_failed"), **extras)
+
+
+def _out_of_stock(product_id: str, available: int) -> kit.Problem:
+    return kit.Problem(
+        409,
+        f"Not enough stock of {product_id!r}: {available} available",
+        code="out_of_stock",
+        product_id=product_id,
+        available=available,
+    )
+
+
+def _unknown_products(product_ids: list[str]) -> kit.Problem:
+    return kit.Problem(
+        409,
+        "A product in your cart is no longer sold",
+        code="unknown_product",
+        product_ids=product_ids,
+    )
+
+
+def _stale_hold() -> kit.Problem:
+    return kit.Problem(
+        409,
+        "This checkout's stock hold is over; start a new one with a new Idempotency-Key",
+        code="checkout_failed",
+        reason="reservation_expired",
+    )
