@@ -54,6 +54,7 @@ class Saga:
         return {kit.IDEMPOTENCY_HEADER: self.id}
 
 
+@kit.telemetry.step("checkout.saga")
 async def checkout(saga: Saga) -> Order:
     """The paid order, or a :class:`kit.Problem` for what went wrong (after undoing it)."""
     order = await find_order(saga)
@@ -89,17 +90,20 @@ async def settle(saga: Saga, order: Order) -> Order:
 # --- the steps ---------------------------------------------------------------------------------
 
 
+@kit.telemetry.step("checkout.find_earlier_order")
 async def find_order(saga: Saga) -> Order | None:
     reply = await saga.peers.get("orders", f"/orders/by-key/{saga.id}", user=saga.user)
     return None if reply.status == 404 else reply.expect(200)
 
 
+@kit.telemetry.step("checkout.load_cart")
 async def load_cart(saga: Saga) -> dict[str, int]:
     """The cart's lines: product id -> quantity."""
     cart = (await saga.peers.get("cart", "/cart", user=saga.user)).expect(200)
     return {item["product_id"]: item["quantity"] for item in cart["items"]}
 
 
+@kit.telemetry.step("checkout.price_cart")
 async def price(saga: Saga, cart: dict[str, int]) -> list[Line]:
     """Order lines at live prices; 409 when a product is gone or short of stock."""
     ids = quote(",".join(cart), safe=",")
@@ -122,6 +126,7 @@ async def price(saga: Saga, cart: dict[str, int]) -> list[Line]:
     return lines
 
 
+@kit.telemetry.step("checkout.reserve_stock")
 async def reserve(saga: Saga, lines: list[Line]) -> bool:
     """Hold the stock under the saga id; False when this key's hold is already over."""
     items = [{"product_id": line["product_id"], "quantity": line["quantity"]} for line in lines]
@@ -136,6 +141,7 @@ async def reserve(saga: Saga, lines: list[Line]) -> bool:
     return reply.expect(200, 201)["status"] in ("held", "committed")
 
 
+@kit.telemetry.step("checkout.open_order")
 async def open_order(saga: Saga, lines: list[Line]) -> Order:
     reply = await saga.peers.post(
         "orders",
@@ -144,9 +150,16 @@ async def open_order(saga: Saga, lines: list[Line]) -> Order:
         user=saga.user,
         headers=saga.keyed,
     )
-    return reply.expect(200, 201)
+    order = reply.expect(200, 201)
+    kit.telemetry.annotate(
+        app__order__id=order["id"],
+        app__order__total_cents=order["total_cents"],
+        app__order__items=len(order["items"]),
+    )
+    return order
 
 
+@kit.telemetry.step("checkout.charge")
 async def charge(saga: Saga, order: Order) -> Order:
     """Charge the card for the order; commit on success, compensate on any failure."""
     body = {
@@ -203,6 +216,7 @@ async def succeed(saga: Saga, order: Order) -> Order:
     return order
 
 
+@kit.telemetry.step("checkout.commit_stock")
 async def commit(saga: Saga) -> None:
     reply = await saga.peers.post("products", f"/reservations/{saga.id}/commit", user=saga.user)
     if reply.status == 409:  # paid for, but the hold was gone: the books need a look
@@ -211,6 +225,7 @@ async def commit(saga: Saga) -> None:
     reply.expect(200)
 
 
+@kit.telemetry.step("checkout.compensate")
 async def compensate(saga: Saga, order: Order, reason: str, failure: kit.Problem) -> Order:
     """Undo: cancel the order, then give the stock back, then answer ``failure``.
 

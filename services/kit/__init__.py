@@ -1,5 +1,6 @@
 """What every service shares: settings, the app factory, errors, stores and the peer client."""
 
+from . import telemetry
 from .app import create_app, run
 from .db import database_context, make_engine
 from .keys import DB, OPENAPI, PEERS, READINESS, REDIS, SETTINGS
@@ -43,6 +44,7 @@ __all__ = [
     "read_json",
     "redis_context",
     "run",
+    "telemetry",
     "user_id",
     "validate",
 ]

@@ -14,8 +14,10 @@ OpenTelemetry's no-op provider and costs next to nothing.
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aiohttp import TraceConfig, web
@@ -36,7 +38,12 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.trace import Status, StatusCode  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+
+from .problems import Problem  # noqa: E402
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 tracer = trace.get_tracer("boutique")
 
@@ -125,3 +132,39 @@ def flush_on_cleanup(app: web.Application, provider: TracerProvider) -> None:
         provider.shutdown()  # exports what is still batched
 
     app.on_cleanup.append(shutdown)
+
+
+def step(name: str) -> Callable[[F], F]:
+    """An INTERNAL span named ``name`` around an async function: a business step a reader
+    should see in a trace (``checkout.reserve_stock``). A :class:`Problem` raised inside marks
+    the span as an error with ``error.type`` = the problem's code (a declined card is a failure
+    of this step even though its HTTP answer is a 4xx)."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            with tracer.start_as_current_span(
+                name, record_exception=False, set_status_on_exception=False
+            ) as span:
+                try:
+                    return await fn(*args, **kwargs)
+                except Problem as problem:
+                    code = str(problem.details.get("code") or problem.status)
+                    span.set_attribute("error.type", code)
+                    span.set_status(Status(StatusCode.ERROR, code))
+                    raise
+                except Exception as exc:
+                    span.set_attribute("error.type", type(exc).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                    raise
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def annotate(**attributes: str | int | bool) -> None:
+    """Add attributes to the current span (``app.order.id=...``); no-op when not tracing."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({k.replace("__", "."): v for k, v in attributes.items()})

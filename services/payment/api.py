@@ -73,6 +73,7 @@ async def get_charge_by_key(request: web.Request) -> web.Response:
     return web.json_response(store.public(charge))
 
 
+@kit.telemetry.step("payment.settle")
 async def _settle(request: web.Request, user: str, charge: store.Charge) -> None:
     """Answer a recorded charge: a decline or refund as its problem; a success by making sure
     the order is paid and the cart cleared (both idempotent, so a repeat may run them again)."""
@@ -102,6 +103,7 @@ async def _settle(request: web.Request, user: str, charge: store.Charge) -> None
     await store.mark_settled(db, charge["id"])
 
 
+@kit.telemetry.step("payment.card_network")
 async def _card_network(latency_ms: tuple[int, int]) -> None:
     low, high = latency_ms
     if high > 0:
