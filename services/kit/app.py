@@ -30,7 +30,10 @@ def create_app(
     ``openapi`` is the service's contract, served as is at ``/openapi.yaml`` and ``/openapi.json``.
     """
     telemetry.instrument_server()
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[telemetry.traceresponse_middleware, problem_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
     app[READINESS] = []
     if openapi is not None:

@@ -168,3 +168,23 @@ def annotate(**attributes: str | int | bool) -> None:
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes({k.replace("__", "."): v for k, v in attributes.items()})
+
+
+TRACERESPONSE = "traceresponse"
+
+
+@web.middleware
+async def traceresponse_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Answer with the request's trace id (W3C Trace Context ``traceresponse``), so a client can
+    find the trace of what it just did, errors included."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return await handler(request)
+    value = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[TRACERESPONSE] = value
+        raise
+    response.headers[TRACERESPONSE] = value
+    return response

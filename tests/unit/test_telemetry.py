@@ -100,3 +100,26 @@ async def test_health_probes_make_no_spans(service, spans: InMemorySpanExporter)
     assert (await api.get("/healthz")).status == 200
     assert (await api.get("/readyz")).status == 200
     assert [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER] == []
+
+
+async def test_answers_carry_their_trace_id_errors_included(
+    service,
+    spans: InMemorySpanExporter,  # type: ignore[no-untyped-def]
+) -> None:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        pytest.skip("another test set a different tracer provider first")
+    api = await service("orders")
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    headers = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01", "X-User-Id": "u_1"}
+    ok = await api.get("/orders", headers=headers)
+    missing = await api.get("/orders/ord_000000000000000000000000", headers=headers)
+    for resp in (ok, missing):
+        version, got_trace, span_id, flags = resp.headers["traceresponse"].split("-")
+        assert (version, got_trace, flags) == ("00", trace_id, "01")
+    assert missing.status == 404
+    server_ids = {
+        format(s.context.span_id, "016x")
+        for s in spans.get_finished_spans()
+        if s.kind == SpanKind.SERVER
+    }
+    assert ok.headers["traceresponse"].split("-")[2] in server_ids
