@@ -21,10 +21,13 @@ from .processes import StartError
 def cmd_serve(args: argparse.Namespace) -> int:
     from services.kit import Settings, run
 
+    package = "frontend" if args.name == "frontend" else f"services.{args.name}"
     try:
-        module = importlib.import_module(f"services.{args.name}.app")
-    except ModuleNotFoundError:
-        print(f"boutique: no service {args.name!r} under services/", file=sys.stderr)
+        module = importlib.import_module(f"{package}.app")
+    except ModuleNotFoundError as exc:
+        if exc.name and not f"{package}.app".startswith(exc.name):
+            raise
+        print(f"boutique: no service {args.name!r} (looked for {package}.app)", file=sys.stderr)
         return 2
     run(module.create_app(Settings.from_env(args.name)))
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -54,7 +55,10 @@ def instrument_server() -> None:
     The instrumentor puts its middleware first, outside ours, so a span sees the final status
     of every answer, problems included.
     """
-    AioHttpServerInstrumentor().instrument()
+    with warnings.catch_warnings():
+        # The instrumentor subclasses web.Application, which aiohttp discourages; it is theirs.
+        warnings.filterwarnings("ignore", "Inheritance class", DeprecationWarning)
+        AioHttpServerInstrumentor().instrument()
 
 
 def client_trace_config(peer_urls: dict[str, str]) -> TraceConfig:
