@@ -1,7 +1,11 @@
-"""``boutique``: run one service, or the whole shop locally.
+"""``boutique``: run one service, or the whole shop locally, and read its traces.
 
+boutique up [--no-mesh]    run redis-server, the trace store, every service with its Envoy
+                           sidecar, and the ingress; Ctrl-C stops them all
+boutique render            write the local mesh's Envoy configs and certificates
+boutique traces [ID]       recent traces, or one trace as a tree
 boutique serve NAME        run one service (configured by environment variables)
-boutique up [--no-mesh]    run redis-server and every service; Ctrl-C stops them all
+boutique tracestore        run the local trace store (`boutique up` starts it)
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 from . import topology as topo
 from .local import LocalOptions, LocalRun
 from .processes import StartError
+from .tracestore import server as tracestore
+from .tracestore import terminal
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -41,6 +47,9 @@ def _local_run(args: argparse.Namespace, mesh: bool = True) -> LocalRun:
         base_port=args.base_port,
         redis_port=getattr(args, "redis_port", 6380),
         fresh=getattr(args, "fresh", False),
+        tracing=not getattr(args, "no_tracing", False),
+        otlp_port=args.otlp_port,
+        traces_port=args.traces_port,
     )
     return LocalRun(topo.load(args.topology), options)
 
@@ -63,9 +72,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(
-        f"starting redis-server and {len(topology.services)} services (logs in {run.run_dir}/logs)"
-    )
+    what = "with Envoy sidecars and the ingress" if options.mesh else "without a mesh"
+    print(f"starting {len(topology.services)} services {what} (logs in {run.run_dir}/logs)")
     try:
         run.start()
     except StartError as exc:
@@ -73,17 +81,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print(f"\nall ready in {run.started_s:.1f}s\n")
     print(run.table())
-    print(
-        f"\nAPI:      {run.public_url}/api/products"
-        f"\nOpenAPI:  {run.public_url}/api/openapi.json"
-        f"\nlogs:     {run.run_dir}/logs/<process>.log"
-    )
+    print(f"\nshop:     {run.public_url}/")
+    print(f"API:      {run.public_url}/api/products  (contract: {run.public_url}/api/openapi.json)")
+    if options.tracing:
+        print(f"traces:   {run.traces_url}/  (or `boutique traces`)")
     if options.mesh:
-        print(
-            f"admin:    {run.admin_url('ingress')}/stats?filter=http.ingress (and each sidecar's"
-            " admin column: /stats, /clusters, /config_dump)"
-        )
-    print("\nCtrl-C stops everything.")
+        print(f"admin:    {run.admin_url('ingress')}/  (each sidecar's: the admin column above)")
+    print(f"logs:     {run.run_dir}/logs/<process>.log")
+    print("\nCtrl-C stops everything.", flush=True)
     code = 0
     while not stopping:
         crashed = run.supervisor.first_exit()
@@ -103,28 +108,52 @@ def cmd_up(args: argparse.Namespace) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boutique", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run one service (configured by environment variables)")
-    serve.add_argument("name")
-    serve.set_defaults(func=cmd_serve)
-
-    up = sub.add_parser("up", help="run the whole shop locally")
-    up.add_argument("--no-mesh", action="store_true", help="services talk to each other directly")
-    up.add_argument("--port", type=int, default=8080, help="the public port (default 8080)")
-    up.add_argument("--redis-port", type=int, default=6380, help="redis-server's port (6380)")
-    up.add_argument(
+def _where(cmd: argparse.ArgumentParser) -> None:
+    """The options that say where the local mesh runs (shared by `up` and `render`)."""
+    cmd.add_argument("--port", type=int, default=8080, help="the public port (default 8080)")
+    cmd.add_argument(
         "--base-port",
         type=int,
         default=15000,
         help="sidecar and admin ports are counted up from here (default 15000)",
     )
-    up.add_argument("--run-dir", default=".run", help="logs and data go here (default .run)")
+    cmd.add_argument("--otlp-port", type=int, default=4318, help="trace store OTLP/HTTP (4318)")
+    cmd.add_argument(
+        "--traces-port", type=int, default=16686, help="trace view and Jaeger API (16686)"
+    )
+    cmd.add_argument("--run-dir", default=".run", help="logs, data, configs (default .run)")
+    cmd.add_argument(
+        "--topology", default=str(topo.DEFAULT_PATH), help="the topology (mesh/topology.yaml)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="boutique", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole shop locally")
+    up.add_argument("--no-mesh", action="store_true", help="services talk to each other directly")
+    up.add_argument("--no-tracing", action="store_true", help="no spans, no trace store")
+    up.add_argument("--redis-port", type=int, default=6380, help="redis-server's port (6380)")
     up.add_argument("--fresh", action="store_true", help="start with empty stores")
-    up.add_argument("--topology", default=str(topo.DEFAULT_PATH), help=argparse.SUPPRESS)
+    _where(up)
     up.set_defaults(func=cmd_up)
+
+    render = sub.add_parser("render", help="write the local Envoy configs and certificates")
+    _where(render)
+    render.set_defaults(func=cmd_render)
+
+    traces = sub.add_parser("traces", help="recent traces, or one trace as a tree")
+    terminal.add_arguments(traces)
+    traces.set_defaults(func=terminal.main)
+
+    serve = sub.add_parser("serve", help="run one service (configured by environment variables)")
+    serve.add_argument("name")
+    serve.set_defaults(func=cmd_serve)
+
+    store = sub.add_parser("tracestore", help="run the local trace store (OTLP in, Jaeger API out)")
+    tracestore.add_arguments(store)
+    store.set_defaults(func=tracestore.serve)
     return parser
 
 

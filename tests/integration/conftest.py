@@ -35,6 +35,9 @@ def local_options(run_dir: Path, mesh: bool = True, **kw: object) -> LocalOption
         base_port=free_block(10 * (instances + 1)),
         ports={name: free_port() for name in topo.services},
         env={"PAYMENT_LATENCY_MS": "0"},
+        tracing=True,
+        otlp_port=free_port(),
+        traces_port=free_port(),
         **kw,  # type: ignore[arg-type]
     )
 

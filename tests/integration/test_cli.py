@@ -119,3 +119,39 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
         assert proc.wait(60) == 1
         stderr = proc.stderr.read()  # type: ignore[union-attr]
     assert f"port(s) already in use: {port} (envoy:ingress)" in stderr
+
+
+def test_render_writes_every_config_without_starting_anything(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mesh", "render", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    listed = dict(line.split() for line in result.stdout.splitlines())
+    assert {"ingress", "gateway-0", "products-0", "products-1"} <= set(listed)
+    assert all(Path(path).is_file() for path in listed.values())
+    assert (tmp_path / "certs" / "root-cert.pem").is_file()
+
+
+def test_a_bad_topology_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "topology.yaml"
+    bad.write_text("services:\n  cart:\n    port: 8103\n    calls: [nowhere]\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mesh",
+            "render",
+            "--run-dir",
+            str(tmp_path),
+            "--topology",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "services.cart.calls: unknown peer 'nowhere'" in result.stderr
