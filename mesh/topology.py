@@ -231,7 +231,7 @@ def _policy(p: dict[str, Any], where: str) -> CallPolicy:
     retries = Retries(
         attempts=_int(r.get("attempts", 0), f"{where}.retries.attempts", 0, 10),
         per_try_timeout_ms=_duration(
-            r.get("per_try_timeout", timeout), f"{where}.retries.per_try_timeout"
+            r.get("per_try_timeout", p.get("timeout", "10s")), f"{where}.retries.per_try_timeout"
         ),
         on=on,
     )

@@ -91,3 +91,10 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path.write_text("services: [unclosed")
     with pytest.raises(TopologyError, match="not valid YAML"):
         topology.load(path)
+
+
+def test_a_minimal_topology_without_defaults_loads() -> None:
+    topo = topology.parse({"services": {"a": {"port": 9001, "calls": ["b"]}, "b": {"port": 9002}}})
+    policy = topo.service("a").calls["b"]
+    assert policy.timeout_ms == 10_000 and policy.retries.per_try_timeout_ms == 10_000
+    assert topo.callers("b") == ["a"]
