@@ -92,8 +92,9 @@ async def settle(saga: Saga, order: Order) -> Order:
 
 @kit.telemetry.step("checkout.find_earlier_order")
 async def find_order(saga: Saga) -> Order | None:
-    reply = await saga.peers.get("orders", f"/orders/by-key/{saga.id}", user=saga.user)
-    return None if reply.status == 404 else reply.expect(200)
+    reply = await saga.peers.get("orders", f"/orders?key={quote(saga.id)}", user=saga.user)
+    found = reply.expect(200)["orders"]
+    return found[0] if found else None
 
 
 @kit.telemetry.step("checkout.load_cart")

@@ -58,7 +58,12 @@ async def list_orders(request: web.Request) -> web.Response:
     user = kit.user_id(request)
     limit = kit.int_query(request, "limit", 20, 1, 100)
     offset = kit.int_query(request, "offset", 0, 0, MAX_OFFSET)
-    found, total = await store.page(request.app[kit.DB], user, limit, offset)
+    key = request.query.get("key")
+    if key is not None:  # the order created with this Idempotency-Key, if any (checkout's replay)
+        order = await store.by_key(request.app[kit.DB], user, key)
+        found, total = ([order] if order and offset == 0 else []), (1 if order else 0)
+    else:
+        found, total = await store.page(request.app[kit.DB], user, limit, offset)
     return web.json_response({"orders": found, "total": total, "limit": limit, "offset": offset})
 
 
@@ -68,15 +73,6 @@ async def get_order(request: web.Request) -> web.Response:
     order = await store.get(request.app[kit.DB], user, order_id) if _is_id(order_id) else None
     if order is None:
         raise _unknown(order_id)
-    return web.json_response(order)
-
-
-async def get_order_by_key(request: web.Request) -> web.Response:
-    user = kit.user_id(request)
-    key = request.match_info["key"]
-    order = await store.by_key(request.app[kit.DB], user, key)
-    if order is None:
-        raise kit.Problem(404, "No order was created with this key", code="unknown_order")
     return web.json_response(order)
 
 
@@ -133,7 +129,6 @@ def _unknown(order_id: str) -> kit.Problem:
 routes = [
     web.post("/orders", create_order),
     web.get("/orders", list_orders),
-    web.get("/orders/by-key/{key}", get_order_by_key),
     web.get("/orders/{order_id}", get_order),
     web.post("/orders/{order_id}/pay", pay_order),
     web.post("/orders/{order_id}/cancel", cancel_order),
