@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing"; exit 1; }
 
 run: setup
-	$(VENV)/bin/boutique up
+	$(VENV)/bin/boutique up --load
 
 test: setup lint
 	$(PY) -m pytest

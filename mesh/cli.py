@@ -2,6 +2,8 @@
 
 boutique up [--no-mesh]    run redis-server, the trace store, every service with its Envoy
                            sidecar, and the ingress; Ctrl-C stops them all
+boutique up --load         ...with a steady background load of Locust shoppers
+boutique load              drive the running shop with Locust shoppers (headless or web UI)
 boutique render            write the local mesh's Envoy configs and certificates
 boutique traces [ID]       recent traces, or one trace as a tree
 boutique serve NAME        run one service (configured by environment variables)
@@ -16,6 +18,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+from loadgenerator import run as load_runner
 
 from . import topology as topo
 from .local import LocalOptions, LocalRun
@@ -50,6 +54,7 @@ def _local_run(args: argparse.Namespace, mesh: bool = True) -> LocalRun:
         tracing=not getattr(args, "no_tracing", False),
         otlp_port=args.otlp_port,
         traces_port=args.traces_port,
+        load_users=getattr(args, "load", 0),
     )
     return LocalRun(topo.load(args.topology), options)
 
@@ -85,6 +90,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"API:      {run.public_url}/api/products  (contract: {run.public_url}/api/openapi.json)")
     if options.tracing:
         print(f"traces:   {run.traces_url}/  (or `boutique traces`)")
+    if options.load_users:
+        print(f"load:     {options.load_users} Locust shoppers (log: {run.log('load')})")
     if options.mesh:
         print(f"admin:    {run.admin_url('ingress')}/  (each sidecar's: the admin column above)")
     print(f"logs:     {run.run_dir}/logs/<process>.log")
@@ -136,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-tracing", action="store_true", help="no spans, no trace store")
     up.add_argument("--redis-port", type=int, default=6380, help="redis-server's port (6380)")
     up.add_argument("--fresh", action="store_true", help="start with empty stores")
+    up.add_argument(
+        "--load",
+        type=int,
+        nargs="?",
+        const=3,
+        default=0,
+        metavar="USERS",
+        help="run a steady background load of Locust shoppers (3 unless a number is given)",
+    )
     _where(up)
     up.set_defaults(func=cmd_up)
 
@@ -146,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     traces = sub.add_parser("traces", help="recent traces, or one trace as a tree")
     terminal.add_arguments(traces)
     traces.set_defaults(func=terminal.main)
+
+    load = sub.add_parser("load", help="drive the running shop with Locust shoppers")
+    load_runner.add_arguments(load)
+    load.set_defaults(func=load_runner.main)
 
     serve = sub.add_parser("serve", help="run one service (configured by environment variables)")
     serve.add_argument("name")

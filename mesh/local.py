@@ -39,9 +39,10 @@ class LocalOptions:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
     fresh: bool = False  # start from empty stores
     envoy_concurrency: int = 2  # worker threads per Envoy
-    tracing: bool = False  # apps and sidecars send spans to the local trace store
+    tracing: bool = True  # apps and sidecars send spans to the local trace store
     otlp_port: int = 4318  # the trace store's OTLP/HTTP receiver
     traces_port: int = 16686  # the trace store's Jaeger query API and trace view
+    load_users: int = 0  # shoppers of a steady background load (Locust); 0: none
 
 
 def envoy_binary() -> str:
@@ -157,6 +158,12 @@ class LocalRun:
             ready=partial(http_ok, f"{self.traces_url}/healthz"),
             ports=(o.otlp_port, o.traces_port),
         )
+
+    def load_child(self) -> Child:
+        from loadgenerator.run import background_argv
+
+        argv = background_argv(self.public_url, users=self.options.load_users)
+        return Child("load", argv, self.log("load"))
 
     def _service_env(self, name: str) -> dict[str, str]:
         if self.options.tracing:
@@ -288,6 +295,8 @@ class LocalRun:
         except BaseException:
             self.supervisor.stop()
             raise
+        if self.options.load_users:
+            self.supervisor.start(self.load_child())
         self.started_s = time.monotonic() - t0
 
     def stop(self) -> None:

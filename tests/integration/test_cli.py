@@ -20,7 +20,7 @@ READY_LINE = "Ctrl-C stops everything."
 
 
 def start_up(
-    run_dir: Path, public_port: int | None = None
+    run_dir: Path, public_port: int | None = None, *extra: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
     argv = [
         sys.executable,
@@ -35,6 +35,8 @@ def start_up(
         str(free_block(100)),
         "--redis-port",
         str(free_port()),
+        *("--otlp-port", str(free_port()), "--traces-port", str(free_port())),
+        *extra,
     ]
     proc = subprocess.Popen(
         argv,
@@ -86,11 +88,15 @@ def cmdline(pid: int) -> str:
 
 
 def test_sigterm_stops_everything_and_leaves_no_process(tmp_path: Path) -> None:
-    proc, lines = start_up(tmp_path)
+    proc, lines = start_up(tmp_path, None, "--load", "2")
     assert any(READY_LINE in line for line in lines), "".join(lines) + proc.stderr.read()  # type: ignore[union-attr]
     assert "ingress" in "".join(lines) and "products-1" in "".join(lines)  # the table
     children = descendants(proc.pid)
-    assert len(children) >= 16  # redis, 7 apps, 7 sidecars, the ingress
+    assert len(children) >= 18  # redis, trace store, 7 apps, 7 sidecars, the ingress, Locust
+    assert any("locust" in cmdline(pid) for pid in children)
+    time.sleep(5)  # the shoppers get going...
+    gateway_log = (tmp_path / "logs" / "gateway-0.log").read_text()
+    assert "/api/products" in gateway_log  # ...and their requests reach the shop
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     time.sleep(0.5)
