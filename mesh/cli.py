@@ -86,7 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print(f"\nall ready in {run.started_s:.1f}s\n")
     print(run.table())
-    print(f"\nshop:     {run.public_url}/")
+    print(f"\nshop:     {run.shop_url}/")
     print(f"API:      {run.public_url}/api/products  (contract: {run.public_url}/api/openapi.json)")
     if options.tracing:
         print(f"traces:   {run.traces_url}/  (or `boutique traces`)")

@@ -86,6 +86,13 @@ class LocalRun:
         return f"http://{self.options.host}:{self.options.public_port}"
 
     @property
+    def shop_url(self) -> str:
+        """Where a person opens the shop: the ingress, or the frontend itself without a mesh."""
+        if self.placement is None and "frontend" in self.topology.services:
+            return self.app_url("frontend")
+        return self.public_url
+
+    @property
     def traces_url(self) -> str:
         """The trace store's Jaeger query API and trace view."""
         return f"http://{self.options.host}:{self.options.traces_port}"
@@ -175,6 +182,7 @@ class LocalRun:
             tracing = {"OTEL_SDK_DISABLED": "true"}
         return {
             "SERVICE_NAME": name,
+            "TRACES_URL": self.traces_url,  # where a page links to its trace
             "BOUTIQUE_DATA_DIR": str(self.run_dir / "data"),
             "REDIS_URL": self.redis_url,
             "PYTHONUNBUFFERED": "1",
@@ -189,6 +197,8 @@ class LocalRun:
             "HOST": self.options.host,
             "PORT": str(self.app_port(name)),
             "PEER_URLS": ",".join(f"{peer}={self.app_url(peer)}" for peer in svc.calls),
+            # without an ingress the shop and the API have different origins
+            "PUBLIC_API_URL": self.public_url,
         }
         return Child(
             name,
