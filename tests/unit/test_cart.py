@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from services import kit
 from services.products import store as products_store
+from tests.asserts import ok, problem
 from tests.conftest import build_app, free_port, service_settings
 from tests.contract import ContractClient
 
@@ -35,21 +36,6 @@ def price(product_id: str) -> int:
 async def cart_of(api: ContractClient, user: str = "u_alice") -> dict[str, str]:
     """The stored cart hash, straight from Redis."""
     return await api.app[kit.REDIS].hgetall(f"cart:{user}")
-
-
-async def ok(resp: ClientResponse, status: int = 200) -> Any:
-    assert resp.status == status, await resp.text()
-    return await resp.json()
-
-
-async def problem(resp: ClientResponse, status: int, code: str | None = None) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body = await resp.json()
-    assert body["status"] == status and body["detail"]
-    if code is not None:
-        assert body["code"] == code
-    return body
 
 
 async def put(

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from sqlalchemy import func, select
 
 from services import kit
 from services.gateway import store
+from tests.asserts import ok, problem
 from tests.conftest import build_app, free_port, service_settings
 from tests.contract import ContractClient
 
@@ -25,22 +25,6 @@ MUG, WATCH = "speckled-mug", "meridian-watch"
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-async def ok(resp: ClientResponse, status: int = 200) -> Any:
-    assert resp.status == status, await resp.text()
-    return await resp.json()
-
-
-async def problem(resp: ClientResponse, status: int, code: str | None = None) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body = await resp.json()
-    assert body["status"] == status and body["detail"]
-    assert "Traceback" not in await resp.text()
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 async def register(api: ContractClient, email: str = "ada@example.com") -> dict[str, Any]:

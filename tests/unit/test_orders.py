@@ -8,11 +8,11 @@ import re
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from sqlalchemy import func, select
 
 from services import kit
 from services.orders.store import order_items, orders
+from tests.asserts import problem
 from tests.contract import ContractClient
 
 ALICE = {"X-User-Id": "u_alice"}
@@ -48,16 +48,6 @@ async def rows(api: ContractClient) -> tuple[int, int]:
         n_orders = await conn.scalar(select(func.count()).select_from(orders))
         n_items = await conn.scalar(select(func.count()).select_from(order_items))
     return n_orders, n_items
-
-
-async def problem(resp: ClientResponse, status: int, code: str | None = None) -> dict:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body = await resp.json()
-    assert body["status"] == status and body["detail"]
-    if code is not None:
-        assert body["code"] == code
-    return body
 
 
 # --- happy paths ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from services.payment import cards
 from services.payment.api import LATENCY
 from services.payment.app import create_app, parse_latency
 from services.payment.store import charges
+from tests.asserts import problem
 from tests.conftest import build_app, free_port, service_settings
 from tests.contract import ContractClient
 
@@ -244,16 +245,6 @@ async def shop(service: Any, clean_redis: str) -> Any:
     client = aioredis.from_url(clean_redis, decode_responses=True)
     yield Shop(api, orders, client)
     await client.aclose()
-
-
-async def problem(resp: ClientResponse, status: int, code: str | None = None) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body = await resp.json()
-    assert body["status"] == status and body["detail"]
-    if code is not None:
-        assert body["code"] == code
-    return body
 
 
 async def test_success_pays_the_order_and_empties_the_cart(shop: Shop) -> None:

@@ -24,6 +24,7 @@ from services import kit
 from services.products import store, sweeper
 from services.products.app import create_app
 from services.products.catalog import IMAGES_DIR, load_catalog, load_images
+from tests.asserts import problem
 from tests.conftest import ServiceFactory, build_app, service_settings
 from tests.contract import ContractClient
 
@@ -85,15 +86,6 @@ def counters(available: int, reserved: int = 0, sold: int = 0, pid: str = A) -> 
 async def reserve(api: ContractClient, key: str, *items: tuple[str, int], **extra: Any) -> Any:
     body = {"items": [{"product_id": p, "quantity": q} for p, q in items], **extra}
     return await api.put(f"/reservations/{key}", json=body)
-
-
-async def problem(resp: Any, status: int, code: str | None) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body = await resp.json()
-    assert body["status"] == status and body["detail"]
-    assert body.get("code") == code
-    return body
 
 
 def parse_time(value: str) -> datetime:
