@@ -12,7 +12,6 @@ import pytest
 from mesh import topology
 from mesh.local import LocalOptions, LocalRun
 from mesh.processes import port_in_use
-from tests.conftest import free_port
 
 
 def free_block(size: int) -> int:
@@ -24,20 +23,32 @@ def free_block(size: int) -> int:
     raise RuntimeError("no free block of ports")
 
 
-def local_options(run_dir: Path, mesh: bool = True, **kw: object) -> LocalOptions:
+def port_plan() -> dict[str, int]:
+    """Every port a local run needs, from one block checked free as a whole (separately chosen
+    free ports could land inside the sidecars' block)."""
     topo = topology.load()
-    instances = sum(s.replicas for s in topo.services.values())
+    sidecars = 10 * (sum(s.replicas for s in topo.services.values()) + 1)
+    base = free_block(sidecars + 4 + len(topo.services))
+    extra = iter(range(base + sidecars, base + sidecars + 4 + len(topo.services)))
+    plan = {"base": base, "public": next(extra), "redis": next(extra), "otlp": next(extra)}
+    plan["traces"] = next(extra)
+    plan.update({f"app:{name}": next(extra) for name in topo.services})
+    return plan
+
+
+def local_options(run_dir: Path, mesh: bool = True, **kw: object) -> LocalOptions:
+    plan = port_plan()
     return LocalOptions(
         run_dir=run_dir,
         mesh=mesh,
-        public_port=free_port(),
-        redis_port=free_port(),
-        base_port=free_block(10 * (instances + 1)),
-        ports={name: free_port() for name in topo.services},
+        public_port=plan["public"],
+        redis_port=plan["redis"],
+        base_port=plan["base"],
+        ports={k[4:]: v for k, v in plan.items() if k.startswith("app:")},
         env={"PAYMENT_LATENCY_MS": "0"},
         tracing=True,
-        otlp_port=free_port(),
-        traces_port=free_port(),
+        otlp_port=plan["otlp"],
+        traces_port=plan["traces"],
         **kw,  # type: ignore[arg-type]
     )
 

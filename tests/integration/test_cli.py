@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.conftest import free_block
+from tests.integration.conftest import port_plan
 
 pytestmark = pytest.mark.integration
 READY_LINE = "Ctrl-C stops everything."
@@ -22,6 +21,7 @@ READY_LINE = "Ctrl-C stops everything."
 def start_up(
     run_dir: Path, public_port: int | None = None, *extra: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
+    plan = port_plan()
     argv = [
         sys.executable,
         "-m",
@@ -30,12 +30,12 @@ def start_up(
         "--run-dir",
         str(run_dir),
         "--port",
-        str(public_port or free_port()),
+        str(public_port or plan["public"]),
         "--base-port",
-        str(free_block(100)),
+        str(plan["base"]),
         "--redis-port",
-        str(free_port()),
-        *("--otlp-port", str(free_port()), "--traces-port", str(free_port())),
+        str(plan["redis"]),
+        *("--otlp-port", str(plan["otlp"]), "--traces-port", str(plan["traces"])),
         *extra,
     ]
     proc = subprocess.Popen(
