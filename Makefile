@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint format clean .system-packages
+.PHONY: setup run test lint format clean bench bench-quick .system-packages
 
 setup: $(STAMP) .system-packages
 
@@ -37,6 +37,15 @@ run: setup
 
 test: setup lint
 	$(PY) -m pytest
+
+# What the mesh costs on this machine, mesh on against off (docs/performance.md): the full run
+# (10 to 15 minutes on 2 cores) or the quick one (a minute or two). Results go to
+# results/bench-<time>/ (results.json, report.md and its charts).
+bench: setup
+	$(VENV)/bin/boutique bench
+
+bench-quick: setup
+	$(VENV)/bin/boutique bench --quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,7 @@ boutique up --load         ...with a steady background load of Locust shoppers
 boutique load              drive the running shop with Locust shoppers (headless or web UI)
 boutique render            write the local mesh's Envoy configs and certificates
 boutique traces [ID]       recent traces, or one trace as a tree
+boutique bench [--quick]   what the mesh costs: latency, CPU, memory, mesh on against off
 boutique serve NAME        run one service (configured by environment variables)
 boutique tracestore        run the local trace store (`boutique up` starts it)
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from loadgenerator import run as load_runner
 
 from . import topology as topo
+from .bench import cli as bench_cli
 from .local import LocalOptions, LocalRun
 from .processes import StartError
 from .tracestore import server as tracestore
@@ -166,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="drive the running shop with Locust shoppers")
     load_runner.add_arguments(load)
     load.set_defaults(func=load_runner.main)
+
+    bench = sub.add_parser(
+        "bench", help="measure what the mesh costs (mesh on against off)", description=None
+    )
+    bench_cli.add_arguments(bench)
+    bench.set_defaults(func=bench_cli.main)
 
     serve = sub.add_parser("serve", help="run one service (configured by environment variables)")
     serve.add_argument("name")

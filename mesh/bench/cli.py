@@ -1,0 +1,240 @@
+"""``boutique bench``: what the mesh costs on this machine, mesh on against mesh off.
+
+boutique bench              the full run (10 to 15 minutes on 2 cores)
+boutique bench --quick      a minute or two: few rates, short steps
+boutique bench --tuning     the tuning experiments: each knob against the baseline, repeated
+
+Results go to ``results/bench-<UTC time>/``: ``results.json``, ``report.md`` and its charts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import topology as topo
+
+
+def _rates(text: str) -> list[float]:
+    from .stats import parse_rates
+
+    try:
+        return parse_rates(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(kind: type[int] | type[float]):  # noqa: ANN202
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        return value
+
+    return parse
+
+
+def _env(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--quick", action="store_true", help="a minute or two: few rates, short steps")
+    add("--results", default="results", metavar="DIR", help="where to write (default results/)")
+    add("--rates", type=_rates, metavar="R", help="one-hop rates: 50,100,200 or a ladder 25:800:2")
+    add("--checkout-rates", type=_rates, metavar="R", help="checkout rates, as --rates")
+    add("--duration", type=_positive(float), metavar="SECONDS", help="each step's window")
+    add("--warmup", type=float, metavar="SECONDS", help="warm-up before each step's window")
+    add("--users", type=_positive(int), metavar="N", help="signed-in users for checkouts")
+    add("--paths", default="one-hop,checkout", help="which paths (default one-hop,checkout)")
+    add("--p99-bound", type=_positive(float), metavar="MS", help="one-hop p99 bound (100)")
+    add("--checkout-p99-bound", type=_positive(float), metavar="MS", help="checkout's (1000)")
+    add("--max-inflight", type=_positive(int), metavar="N", help="requests in flight (256)")
+    add("--no-tracing-cost", action="store_true", help="skip the tracing on/off comparison")
+    add("--mesh-only", action="store_true", help="skip the stack without the mesh")
+    add(
+        "--replicas-from-topology",
+        action="store_true",
+        help="run the mesh with the topology's replicas (default: one of each, as without it)",
+    )
+    knobs = parser.add_argument_group("knobs (the default is what `boutique up` runs)")
+    knobs.add_argument("--envoy-concurrency", type=_positive(int), default=2, metavar="N")
+    knobs.add_argument("--no-keepalive", action="store_true", help="the client reconnects")
+    knobs.add_argument("--sidecar-http2", action="store_true", help="HTTP/2 between sidecars")
+    knobs.add_argument(
+        "--no-sidecar-pool", action="store_true", help="one request per sidecar connection"
+    )
+    knobs.add_argument("--no-access-log", action="store_true", help="Envoys log no requests")
+    knobs.add_argument(
+        "--envoy-min-flush-spans", type=_positive(int), metavar="N", help="spans per export (5)"
+    )
+    knobs.add_argument(
+        "--env",
+        type=_env,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for every service (e.g. OTEL_BSP_SCHEDULE_DELAY=5000)",
+    )
+    add(
+        "--tuning",
+        nargs="?",
+        const="all",
+        metavar="VARIANTS",
+        help="run the tuning experiments instead: all, or a comma list of variants",
+    )
+    add("--repeats", type=_positive(int), default=2, metavar="N", help="tuning repeats (2)")
+    add("--keep-run-dirs", action="store_true", help="keep each stack's logs and data")
+    add(
+        "--report-from",
+        nargs="+",
+        metavar="RESULTS",
+        help="measure nothing: write the report again from results.json files (or their "
+        "folders); several tuning runs are merged, their repeats numbered on",
+    )
+    add("--topology", default=str(topo.DEFAULT_PATH), help=argparse.SUPPRESS)
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """Results of several runs as one: the first's plan and machine, every stack and step; the
+    repeats of later tuning runs numbered on after the earlier ones'."""
+    merged: dict[str, Any] | None = None
+    for path in paths:
+        data = json.loads((path / "results.json" if path.is_dir() else path).read_text())
+        data.pop("summary", None)
+        if merged is None:
+            merged = data
+            continue
+        offset = max((s.get("repeat") or 0 for s in merged["stacks"]), default=0)
+        for item in (*data["stacks"], *data["steps"]):
+            if item.get("repeat"):
+                item["repeat"] += offset
+                name = item.get("variant") or ""
+                key = "label" if "label" in item else "stack"
+                item[key] = f"{name}#{item['repeat']}"
+        merged["stacks"] += data["stacks"]
+        merged["steps"] += data["steps"]
+        merged["disturbed_steps"] = merged.get("disturbed_steps", []) + data.get(
+            "disturbed_steps", []
+        )
+        merged.setdefault("merged_from", [merged["started_at"]]).append(data["started_at"])
+    assert merged is not None
+    return merged
+
+
+def rewrite(args: argparse.Namespace) -> int:
+    from . import report
+    from .analysis import summarize
+
+    try:
+        results = merge([Path(p) for p in args.report_from])
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"boutique bench: cannot read {args.report_from}: {exc}", file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kind = "tuning" if results.get("kind_of_run") == "tuning" else "bench"
+    out = Path(args.results) / f"{kind}-report-{stamp}"
+    files = report.write(results, out)
+    print(report.terminal(results, summarize(results)))
+    print()
+    for name, path in files.items():
+        print(f"{name:<18} {path}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..processes import StartError
+    from . import report, runner
+    from .progress import Progress
+    from .tuning import Knobs
+
+    if args.report_from:
+        return rewrite(args)
+
+    plan = runner.quick_plan() if args.quick else runner.full_plan()
+    if args.rates:
+        plan.rates["one-hop"] = args.rates
+    if args.checkout_rates:
+        plan.rates["checkout"] = args.checkout_rates
+    if args.duration:
+        plan.duration_s = args.duration
+    if args.warmup is not None:
+        plan.warmup_s = max(0.0, args.warmup)
+    if args.users:
+        plan.users = args.users
+    if args.p99_bound:
+        plan.p99_bound_ms["one-hop"] = args.p99_bound
+    if args.checkout_p99_bound:
+        plan.p99_bound_ms["checkout"] = args.checkout_p99_bound
+    if args.max_inflight:
+        plan.max_inflight = args.max_inflight
+    plan.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = [p for p in plan.paths if p not in plan.rates]
+    if unknown or not plan.paths:
+        print(f"boutique bench: unknown path(s) {unknown}; one-hop, checkout", file=sys.stderr)
+        return 2
+    plan.tracing_cost = not args.no_tracing_cost
+    if args.mesh_only:
+        plan.modes = ["mesh"]
+    plan.one_replica = not args.replicas_from_topology
+    knobs = Knobs(
+        envoy_concurrency=args.envoy_concurrency,
+        keepalive=not args.no_keepalive,
+        sidecar_http2=args.sidecar_http2,
+        sidecar_pool=not args.no_sidecar_pool,
+        access_log=not args.no_access_log,
+        envoy_min_flush_spans=args.envoy_min_flush_spans,
+        env=dict(args.env),
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if args.tuning:
+        names = list(runner.VARIANTS) if args.tuning == "all" else args.tuning.split(",")
+        try:
+            stacks = runner.tuning_stacks(plan, [n.strip() for n in names], args.repeats)
+        except ValueError as exc:
+            print(f"boutique bench: {exc}", file=sys.stderr)
+            return 2
+        out = Path(args.results) / f"tuning-{stamp}"
+    else:
+        stacks = runner.bench_stacks(plan, knobs)
+        out = Path(args.results) / f"bench-{stamp}"
+
+    progress = Progress()
+    bench = runner.Bench(plan, progress, Path(args.topology), keep_run_dirs=args.keep_run_dirs)
+    kind = f"tuning run ({plan.name} plan)" if args.tuning else f"{plan.name} run"
+    print(
+        f"boutique bench: {kind}, {len(stacks)} stack(s) one after the other, "
+        f"about {runner.estimate_s(plan, stacks) / 60:.0f} min at most; results in {out}/",
+        flush=True,
+    )
+    code = 0
+    try:
+        results = bench.run(stacks)
+    except KeyboardInterrupt:
+        print("\ninterrupted: writing what was measured so far", file=sys.stderr)
+        results, code = bench.results, 130
+    except (StartError, RuntimeError) as exc:
+        print(f"\nboutique bench: {exc}", file=sys.stderr)
+        results, code = bench.results, 1
+    if not results["steps"]:
+        return code or 1
+    files = report.write(results, out)
+    from .analysis import summarize
+
+    print()
+    print(report.terminal(results, summarize(results)))
+    print()
+    for name, path in files.items():
+        print(f"{name:<18} {path}")
+    return code
