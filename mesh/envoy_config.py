@@ -269,6 +269,9 @@ def _runtime() -> dict[str, Any]:
                     "fault.http.delay.fixed_delay_percent": 0,
                     # spans are sent every second, so a trace is readable right after a request
                     "tracing.opentelemetry.flush_interval_ms": 1000,
+                    # fewer, bigger OTLP batches: the collector's CPU drops by a third or more
+                    # (docs/performance.md, "Envoy span batches"); the interval still flushes
+                    "tracing.opentelemetry.min_flush_spans": 256,
                 },
             },
             {"name": "admin", "admin_layer": {}},
