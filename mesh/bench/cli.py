@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loadgenerator.run import positive  # the same check as `boutique load`
+
 from .. import topology as topo
 
 
@@ -26,19 +28,6 @@ def _rates(text: str) -> list[float]:
         return parse_rates(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(kind: type[int] | type[float]):  # noqa: ANN202
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-        return value
-
-    return parse
 
 
 def _env(text: str) -> tuple[str, str]:
@@ -54,13 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--results", default="results", metavar="DIR", help="where to write (default results/)")
     add("--rates", type=_rates, metavar="R", help="one-hop rates: 50,100,200 or a ladder 25:800:2")
     add("--checkout-rates", type=_rates, metavar="R", help="checkout rates, as --rates")
-    add("--duration", type=_positive(float), metavar="SECONDS", help="each step's window")
+    add("--duration", type=positive(float), metavar="SECONDS", help="each step's window")
     add("--warmup", type=float, metavar="SECONDS", help="warm-up before each step's window")
-    add("--users", type=_positive(int), metavar="N", help="signed-in users for checkouts")
+    add("--users", type=positive(int), metavar="N", help="signed-in users for checkouts")
     add("--paths", default="one-hop,checkout", help="which paths (default one-hop,checkout)")
-    add("--p99-bound", type=_positive(float), metavar="MS", help="one-hop p99 bound (100)")
-    add("--checkout-p99-bound", type=_positive(float), metavar="MS", help="checkout's (1000)")
-    add("--max-inflight", type=_positive(int), metavar="N", help="requests in flight (256)")
+    add("--p99-bound", type=positive(float), metavar="MS", help="one-hop p99 bound (100)")
+    add("--checkout-p99-bound", type=positive(float), metavar="MS", help="checkout's (1000)")
+    add("--max-inflight", type=positive(int), metavar="N", help="requests in flight (256)")
     add("--no-tracing-cost", action="store_true", help="skip the tracing on/off comparison")
     add("--mesh-only", action="store_true", help="skip the stack without the mesh")
     add(
@@ -69,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the mesh with the topology's replicas (default: one of each, as without it)",
     )
     knobs = parser.add_argument_group("knobs (the default is what `boutique up` runs)")
-    knobs.add_argument("--envoy-concurrency", type=_positive(int), default=2, metavar="N")
+    knobs.add_argument("--envoy-concurrency", type=positive(int), default=2, metavar="N")
     knobs.add_argument("--no-keepalive", action="store_true", help="the client reconnects")
     knobs.add_argument("--sidecar-http2", action="store_true", help="HTTP/2 between sidecars")
     knobs.add_argument(
@@ -77,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     knobs.add_argument("--no-access-log", action="store_true", help="Envoys log no requests")
     knobs.add_argument(
-        "--envoy-min-flush-spans", type=_positive(int), metavar="N", help="spans per export (5)"
+        "--envoy-min-flush-spans", type=positive(int), metavar="N", help="spans per export (5)"
     )
     knobs.add_argument(
         "--env",
@@ -94,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="VARIANTS",
         help="run the tuning experiments instead: all, or a comma list of variants",
     )
-    add("--repeats", type=_positive(int), default=2, metavar="N", help="tuning repeats (2)")
+    add("--repeats", type=positive(int), default=2, metavar="N", help="tuning repeats (2)")
     add("--keep-run-dirs", action="store_true", help="keep each stack's logs and data")
     add(
         "--report-from",
