@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from . import envoy_config
 from .ca import LocalCA
 from .placement import Instance, Placement, local_placement
 from .processes import Child, StartError, Supervisor, http_ok, redis_ok, unix_http_ok
+from .render import envoy as envoy_config
 from .topology import Topology
 
 
@@ -147,7 +147,7 @@ class LocalRun:
         argv = [
             sys.executable,
             "-m",
-            "mesh",
+            "boutique",
             "tracestore",
             "--db",
             str(self.run_dir / "traces.db"),
@@ -202,7 +202,7 @@ class LocalRun:
         }
         return Child(
             name,
-            [sys.executable, "-m", "mesh", "serve", name],
+            [sys.executable, "-m", "boutique", "serve", name],
             self.log(name),
             env=env,
             ready=partial(http_ok, f"{self.app_url(name)}/readyz"),
@@ -218,7 +218,7 @@ class LocalRun:
         }
         return Child(
             inst.name,
-            [sys.executable, "-m", "mesh", "serve", inst.service],
+            [sys.executable, "-m", "boutique", "serve", inst.service],
             self.log(inst.name),
             env=env,
             ready=partial(unix_http_ok, inst.app_socket, "/readyz"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.bench import report, runner
+from loadgenerator.bench import report, runner
 from mesh.local import LocalRun
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ def start_up(
     argv = [
         sys.executable,
         "-m",
-        "mesh",
+        "boutique",
         "up",
         "--run-dir",
         str(run_dir),
@@ -129,7 +129,7 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
 
 def test_render_writes_every_config_without_starting_anything(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mesh", "render", "--run-dir", str(tmp_path)],
+        [sys.executable, "-m", "boutique", "render", "--run-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -148,7 +148,7 @@ def test_a_bad_topology_is_a_clear_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "mesh",
+            "boutique",
             "render",
             "--run-dir",
             str(tmp_path),

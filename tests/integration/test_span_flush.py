@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from mesh.processes import http_ok
-from mesh.tracestore.server import start
 from tests.conftest import free_port
+from tracestore.server import start
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ async def test_sigterm_flushes_the_spans_still_in_the_batch(tmp_path: Path) -> N
     app = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "mesh",
+        "boutique",
         "serve",
         "orders",
         env=env,

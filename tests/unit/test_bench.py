@@ -14,10 +14,11 @@ import pytest
 import yaml
 from aiohttp import web
 
-from mesh import envoy_config, topology
-from mesh.bench import analysis, loadgen, procstat, report, runner, stats
-from mesh.bench.tuning import HTTP_OPTIONS_KEY, Knobs, tweak_config
+from loadgenerator.bench import analysis, loadgen, procstat, report, runner, stats
+from loadgenerator.bench.tuning import HTTP_OPTIONS_KEY, Knobs, tweak_config
+from mesh import topology
 from mesh.local import LocalOptions, LocalRun
+from mesh.render import envoy as envoy_config
 
 # -- percentiles and summaries ------------------------------------------------------------------
 
@@ -479,11 +480,11 @@ def test_json_has_no_nan() -> None:
 
 
 def test_boutique_bench_is_a_subcommand() -> None:
-    from mesh.cli import build_parser
+    from boutique.cli import build_parser
 
     args = build_parser().parse_args(["bench", "--quick", "--rates", "10,20", "--no-keepalive"])
     assert args.quick and args.rates == [10, 20] and args.no_keepalive
-    assert args.func.__module__ == "mesh.bench.cli"
+    assert args.func.__module__ == "loadgenerator.bench.cli"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--rates", "fast"])
 
@@ -535,7 +536,7 @@ def test_tuning_compares_each_variant_with_the_baseline() -> None:
 
 
 def test_runs_merge_with_their_repeats_numbered_on(tmp_path: Path) -> None:
-    from mesh.bench.cli import merge
+    from loadgenerator.bench.cli import merge
 
     for name, started in (("a.json", "2025-01-01T00:00:00Z"), ("b.json", "2025-01-02T00:00:00Z")):
         (tmp_path / name).write_text(json.dumps(tuning_results(started)))

@@ -36,10 +36,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mesh.tracestore import jaeger, terminal
-from mesh.tracestore.otlp import decode_json, to_rows
-from mesh.tracestore.server import PortInUse, create_otlp_app, create_query_app, start
-from mesh.tracestore.store import Store
+from tracestore import jaeger, terminal
+from tracestore.otlp import decode_json, to_rows
+from tracestore.server import PortInUse, create_otlp_app, create_query_app, start
+from tracestore.store import Store
 
 # -- a sample trace, as each process would export it ------------------------------------------
 

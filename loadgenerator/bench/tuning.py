@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from .. import envoy_config
-from ..local import LocalOptions, LocalRun
-from ..topology import Topology
+from mesh.local import LocalOptions, LocalRun
+from mesh.render import envoy as envoy_config
+from mesh.topology import Topology
 
 HTTP_OPTIONS_KEY = envoy_config.HTTP_OPTIONS.rsplit("/", 1)[1]
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgenerator.run import positive  # the same check as `boutique load`
-
-from .. import topology as topo
+from mesh import topology as topo
 
 
 def _rates(text: str) -> list[float]:
@@ -143,7 +142,8 @@ def rewrite(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..processes import StartError
+    from mesh.processes import StartError
+
     from . import report, runner
     from .progress import Progress
     from .tuning import Knobs

@@ -36,9 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import topology as topo
-from ..local import LocalOptions, LocalRun, envoy_binary
-from ..processes import StartError, port_in_use
+from mesh import topology as topo
+from mesh.local import LocalOptions, LocalRun, envoy_binary
+from mesh.processes import StartError, port_in_use
+
 from . import machine, procstat, stats
 from .loadgen import CARD, ENVOY_REQUESTS, LoadSpec
 from .progress import Progress
@@ -424,7 +425,7 @@ def run_step(
     )
     what = f"{target.label:<14} {path:<8} {rate:>6g}/s"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mesh.bench.loadgen"],
+        [sys.executable, "-m", "loadgenerator.bench.loadgen"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 from loadgenerator import run as load_runner
-
-from . import topology as topo
-from .bench import cli as bench_cli
-from .local import LocalOptions, LocalRun
-from .processes import StartError
-from .tracestore import server as tracestore
-from .tracestore import terminal
+from loadgenerator.bench import cli as bench_cli
+from mesh import topology as topo
+from mesh.local import LocalOptions, LocalRun
+from mesh.processes import StartError
+from tracestore import server as tracestore
+from tracestore import terminal
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ after it are measured. At the window's start and end the client reads the CPU se
 processes it is given (and its own) from ``/proc``, all cores' busy time, and the request
 counters of the Envoys' listeners, so the CPU of exactly the measured window is known.
 
-It runs in its own process (``python -m mesh.bench.loadgen < spec.json > result.json``) so no
+It runs in its own process
+(``python -m loadgenerator.bench.loadgen < spec.json > result.json``) so no
 other work shares its event loop; ``run_step`` in ``runner`` starts it.
 
 Paths:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .placement import Instance, Placement
-from .topology import CallPolicy, Topology
+from mesh.placement import Instance, Placement
+from mesh.topology import CallPolicy, Topology
 
 # Requests that may be sent twice without harm get the call's full retry policy. Anything else
 # (a POST without an Idempotency-Key) is only retried when it never reached the app.

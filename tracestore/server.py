@@ -1,7 +1,7 @@
 """The trace store's two servers: OTLP/HTTP in (4318), Jaeger's query API and the view (16686).
 
 ``start(...)`` runs both in the current event loop (tests); ``run(...)`` blocks until SIGTERM
-or SIGINT; ``main(argv)`` is ``boutique tracestore`` (``python -m mesh.tracestore``).
+or SIGINT; ``main(argv)`` is ``boutique tracestore`` (``python -m tracestore``).
 """
 
 from __future__ import annotations

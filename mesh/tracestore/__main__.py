@@ -1,7 +1,0 @@
-"""``python -m mesh.tracestore``: the same as ``boutique tracestore``."""
-
-import sys
-
-from .server import main
-
-sys.exit(main())
