@@ -17,7 +17,6 @@ import argparse
 import importlib
 import signal
 import sys
-import time
 from pathlib import Path
 
 from loadgenerator import run as load_runner
@@ -25,6 +24,7 @@ from loadgenerator.bench import cli as bench_cli
 from mesh import topology as topo
 from mesh.local import LocalOptions, LocalRun
 from mesh.processes import StartError
+from mesh.restarts import CRASH_LOOP
 from tracestore import server as tracestore
 from tracestore import terminal
 
@@ -56,6 +56,7 @@ def _local_run(args: argparse.Namespace, mesh: bool = True) -> LocalRun:
         otlp_port=args.otlp_port,
         traces_port=args.traces_port,
         load_users=getattr(args, "load", 0),
+        crash_loop=getattr(args, "crash_loop", CRASH_LOOP),
     )
     return LocalRun(topo.load(args.topology), options)
 
@@ -96,20 +97,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if options.mesh:
         print(f"admin:    {run.admin_url('ingress')}/  (each sidecar's: the admin column above)")
     print(f"logs:     {run.run_dir}/logs/<process>.log")
-    print("\nCtrl-C stops everything.", flush=True)
+    print("\nA process that exits is restarted. Ctrl-C stops everything.", flush=True)
     code = 0
     while not stopping:
-        crashed = run.supervisor.first_exit()
-        if crashed is not None:
-            rc = crashed.proc.returncode if crashed.proc else None
-            print(
-                f"\nboutique up: {crashed.name} exited with code {rc}; stopping the rest.\n"
-                f"last lines of {crashed.log}:\n{crashed.tail()}",
-                file=sys.stderr,
-            )
+        if run.supervisor.failed.wait(0.3):
+            print(f"\nboutique up: {run.supervisor.failure}\nstopping the rest.", file=sys.stderr)
             code = 1
             break
-        time.sleep(0.3)
     print("stopping...")
     run.stop()
     print("stopped.")
@@ -135,6 +129,16 @@ def _where(cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boutique", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-tracing", action="store_true", help="no spans, no trace store")
     up.add_argument("--redis-port", type=int, default=6380, help="redis-server's port (6380)")
     up.add_argument("--fresh", action="store_true", help="start with empty stores")
+    up.add_argument(
+        "--crash-loop",
+        type=_at_least_one,
+        default=CRASH_LOOP,
+        metavar="N",
+        help=f"stop when a process exits after N restarts within two minutes ({CRASH_LOOP})",
+    )
     up.add_argument(
         "--load",
         type=int,

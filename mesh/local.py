@@ -1,7 +1,8 @@
 """The local run: redis-server, every service, its Envoy sidecar and the ingress, as processes.
 
-``LocalRun`` plans the processes from the topology, starts them, waits until each is ready, and
-stops them all. The CLI (``boutique up``) and the integration tests use the same class.
+``LocalRun`` plans the processes from the topology, starts them, waits until each is ready,
+restarts any that exits (as a kubelet would; see ``mesh.restarts``), and stops them all. The
+CLI (``boutique up``) and the integration tests use the same class.
 
 With the mesh (the default) each app listens only on a Unix socket that its sidecar connects
 to, and calls its peers through its sidecar's egress listener; the ingress serves the public
@@ -24,6 +25,7 @@ from .ca import LocalCA
 from .placement import Instance, Placement, local_placement
 from .processes import Child, StartError, Supervisor, http_ok, redis_ok, unix_http_ok
 from .render import envoy as envoy_config
+from .restarts import CRASH_LOOP, RestartPolicy, Restarts
 from .topology import Topology
 
 
@@ -43,6 +45,7 @@ class LocalOptions:
     otlp_port: int = 4318  # the trace store's OTLP/HTTP receiver
     traces_port: int = 16686  # the trace store's Jaeger query API and trace view
     load_users: int = 0  # shoppers of a steady background load (Locust); 0: none
+    crash_loop: int = CRASH_LOOP  # restarts of one process within two minutes before giving up
 
 
 def envoy_binary() -> str:
@@ -58,7 +61,9 @@ class LocalRun:
         self.topology = topology
         self.options = options or LocalOptions()
         self.run_dir = self.options.run_dir.resolve()
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(
+            restarts=Restarts(RestartPolicy(crash_loop=self.options.crash_loop))
+        )
         self.started_s: float | None = None
         self.placement: Placement | None = None
         if self.options.mesh:
@@ -307,6 +312,7 @@ class LocalRun:
             raise
         if self.options.load_users:
             self.supervisor.start(self.load_child())
+        self.supervisor.watch()  # from now on a process that exits is restarted
         self.started_s = time.monotonic() - t0
 
     def stop(self) -> None:

@@ -1,8 +1,9 @@
-"""A small supervisor for local child processes: start, wait healthy, watch, stop them all.
+"""A small supervisor for local child processes: start, wait healthy, restart, stop them all.
 
 Every child gets its own log file, its own session (so a Ctrl-C reaches only the supervisor,
 which then stops the children in order), and dies with the supervisor (PR_SET_PDEATHSIG), so no
-process is left behind even if the supervisor is killed.
+process is left behind even if the supervisor is killed. Once started, a watcher thread restarts
+a child that exits, with the back-off and crash-loop rule of :mod:`mesh.restarts`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .restarts import Restarts
 
 _PR_SET_PDEATHSIG = 1
 
@@ -76,9 +80,19 @@ def http_ok(url: str) -> bool:
 
 
 class Supervisor:
-    def __init__(self, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, say: Callable[[str], None] = print, restarts: Restarts | None = None
+    ) -> None:
         self.children: list[Child] = []
         self.say = say
+        self.restarts = restarts or Restarts()
+        self.failure: str | None = None  # why the run must stop (a crash loop), once it must
+        self.failed = threading.Event()
+        self._lock = threading.RLock()  # the watcher and stop() never act on a child at once
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._due: dict[str, float] = {}  # child -> when its restart is due (monotonic)
+        self._given_up: set[str] = set()
 
     def check_ports(self, children: list[Child]) -> None:
         taken = [(c.name, p) for c in children for p in c.ports if port_in_use(p)]
@@ -90,6 +104,10 @@ class Supervisor:
             )
 
     def start(self, child: Child) -> None:
+        self._spawn(child)
+        self.children.append(child)
+
+    def _spawn(self, child: Child) -> None:
         child.log.parent.mkdir(parents=True, exist_ok=True)
         log = child.log.open("ab")
         env = {**os.environ, **child.env}
@@ -103,7 +121,6 @@ class Supervisor:
             preexec_fn=_die_with_parent,
         )
         log.close()
-        self.children.append(child)
 
     def wait_healthy(self, children: list[Child], deadline_s: float = 60.0) -> None:
         pending = [c for c in children if c.ready]
@@ -130,8 +147,66 @@ class Supervisor:
                 return child
         return None
 
+    # -- healing ---------------------------------------------------------------------------------
+
+    def watch(self, interval_s: float = 0.1) -> None:
+        """Restart children that exit, from a background thread, until :meth:`stop`.
+
+        The thread lives as long as the run: the children it starts die with it (PDEATHSIG).
+        """
+        if self._watcher is not None:
+            return
+        self._stopping.clear()
+
+        def loop() -> None:
+            while not self._stopping.wait(interval_s):
+                try:
+                    self.heal()
+                except Exception as exc:  # keep watching; say what went wrong
+                    self.say(f"supervisor: {type(exc).__name__}: {exc}")
+
+        self._watcher = threading.Thread(target=loop, name="supervisor", daemon=True)
+        self._watcher.start()
+
+    def heal(self) -> None:
+        """One round: decide about every child that exited; restart those whose wait is over."""
+        with self._lock:
+            for child in self.children:
+                if self._stopping.is_set():
+                    return
+                if child.alive or child.name in self._given_up:
+                    continue
+                due = self._due.get(child.name)
+                if due is None:
+                    self._exited(child)
+                elif time.monotonic() >= due:
+                    del self._due[child.name]
+                    self.restarts.restarted(child.name)
+                    self._spawn(child)
+                    pid = child.proc.pid if child.proc else None
+                    self.say(f"{child.name} restarted (pid {pid})")
+
+    def _exited(self, child: Child) -> None:
+        code = child.proc.returncode if child.proc else None
+        decision = self.restarts.on_exit(child.name)
+        self.say(decision.describe(child.name, code, self.restarts.policy.window_s))
+        if not decision.crash_loop:
+            self._due[child.name] = time.monotonic() + decision.delay_s
+            return
+        self._given_up.add(child.name)
+        if self.failure is None:
+            self.failure = (
+                f"{decision.describe(child.name, code, self.restarts.policy.window_s)}; "
+                f"last lines of {child.log}:\n{child.tail()}"
+            )
+        self.failed.set()
+
+    # -- stopping --------------------------------------------------------------------------------
+
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop children in reverse start order: SIGTERM, then SIGKILL after the grace period."""
+        with self._lock:  # no restart after this
+            self._stopping.set()
         for child in reversed(self.children):
             if child.alive and child.proc:
                 child.proc.send_signal(signal.SIGTERM)
@@ -145,6 +220,9 @@ class Supervisor:
                 self.say(f"{child.name} did not stop in {grace_s:.0f}s; killing it")
                 child.proc.kill()
                 child.proc.wait()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         self.children.clear()
 
 

@@ -1,4 +1,5 @@
-"""``boutique up`` as a user runs it: it stops cleanly, reports a crash, and names a busy port."""
+"""``boutique up`` as a user runs it: it stops cleanly, restarts a crash, stops on a crash loop,
+and names a busy port."""
 
 from __future__ import annotations
 
@@ -103,17 +104,31 @@ def test_sigterm_stops_everything_and_leaves_no_process(tmp_path: Path) -> None:
     assert alive(children) == set()
 
 
-def test_a_crashed_child_is_reported_and_the_rest_stopped(tmp_path: Path) -> None:
-    proc, lines = start_up(tmp_path)
+def serving(pids: set[int], name: str) -> int | None:
+    return next((pid for pid in alive(pids) if cmdline(pid).endswith(f"serve {name} ")), None)
+
+
+def test_a_killed_app_is_restarted_and_a_crash_loop_stops_the_run(tmp_path: Path) -> None:
+    proc, lines = start_up(tmp_path, None, "--crash-loop", "1")
     assert any(READY_LINE in line for line in lines)
     children = descendants(proc.pid)
-    cart = next(pid for pid in children if cmdline(pid).endswith("serve cart "))
+    cart = serving(children, "cart")
+    assert cart is not None
     os.kill(cart, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while (again := serving(descendants(proc.pid), "cart")) in (None, cart):
+        assert time.monotonic() < deadline, "the cart app was not restarted"
+        time.sleep(0.1)
+    assert proc.poll() is None  # the rest kept running
+    os.kill(again, signal.SIGKILL)  # a second exit after one restart: a crash loop (--crash-loop 1)
     assert proc.wait(60) == 1
-    stderr = proc.stderr.read()  # type: ignore[union-attr]
-    assert "cart-0 exited with code -9" in stderr
+    stdout, stderr = proc.communicate()
+    assert "cart-0 exited with code -9; restarting it in 0.5s" in stdout
+    assert f"cart-0 restarted (pid {again})" in stdout
+    assert "cart-0 exited with code -9 after 1 restarts in the last 120s: a crash loop" in stderr
+    assert "last lines of" in stderr and "cart-0.log" in stderr
     time.sleep(0.5)
-    assert alive(children) == set()
+    assert alive(children | {again}) == set()
 
 
 def test_a_port_in_use_is_named(tmp_path: Path) -> None:
