@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+from . import access
+from .access import Operation, UserToken
+
 DEFAULT_PATH = Path(__file__).with_name("topology.yaml")
 STORES = {"sqlite", "redis"}
 # Envoy's retry_on conditions for HTTP (x-envoy-retry-on); gRPC ones do not apply here.
@@ -75,6 +78,10 @@ class Service:
     replicas: int
     stores: tuple[str, ...]
     calls: dict[str, CallPolicy] = field(default_factory=dict)
+    # per peer, the operations this service may use there (a peer not named here: any)
+    allow: dict[str, tuple[Operation, ...]] = field(default_factory=dict)
+    user_scoped: bool = False  # every request must carry a verified user token
+    redis_keys: tuple[str, ...] = ()  # key patterns of its Redis user
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class Topology:
     ingress_routes: tuple[IngressRoute, ...]
     services: dict[str, Service]
     defaults: CallPolicy  # what a call gets when it says nothing; the ingress's edge policy
+    user_token: UserToken = field(default_factory=UserToken)
 
     def service(self, name: str) -> Service:
         try:
@@ -107,6 +115,10 @@ class Topology:
     def exposed(self, name: str) -> bool:
         """True when the ingress routes public traffic to ``name``."""
         return any(r.service == name for r in self.ingress_routes)
+
+    def allowed(self, caller: str, callee: str) -> tuple[Operation, ...] | None:
+        """The operations ``caller`` may use on ``callee``; None: any (no ``allow`` given)."""
+        return self.service(caller).allow.get(callee)
 
     def spiffe_id(self, name: str) -> str:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{name}"
@@ -149,7 +161,7 @@ def parse(raw: Any) -> Topology:
     raw = _mapping(raw, "(top level)")
     _known(raw, {"mesh", "defaults", "services"}, "(top level)")
     mesh = _mapping(raw.get("mesh", {}), "mesh")
-    _known(mesh, {"trust_domain", "namespace", "ingress"}, "mesh")
+    _known(mesh, {"trust_domain", "namespace", "ingress", "user_token"}, "mesh")
     ingress = _mapping(mesh.get("ingress", {}), "mesh.ingress")
     _known(ingress, {"port", "routes"}, "mesh.ingress")
     defaults = _mapping(raw.get("defaults", {}), "defaults")
@@ -168,6 +180,9 @@ def parse(raw: Any) -> Topology:
         ingress_routes=routes,
         services=services,
         defaults=_policy(dict(defaults), "defaults"),
+        user_token=_access(
+            access.user_token, mesh.get("user_token", {}), "mesh.user_token", _duration
+        ),
     )
     _check(topology)
     return topology
@@ -178,7 +193,7 @@ def _service(name: Any, spec: Any, defaults: dict[str, Any]) -> Service:
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", name):
         raise TopologyError(f"{where}: a service name is lower-case letters, digits and -")
     spec = _mapping(spec, where)
-    _known(spec, {"port", "replicas", "stores", "calls"}, where)
+    _known(spec, {"port", "replicas", "stores", "calls", "user_scoped", "redis_keys"}, where)
     stores = tuple(_list(spec.get("stores", []), f"{where}.stores", str))
     bad = set(stores) - STORES
     if bad:
@@ -192,6 +207,12 @@ def _service(name: Any, spec: Any, defaults: dict[str, Any]) -> Service:
             raise TopologyError(f"{where}.calls: a peer is listed twice")
         calls_raw = {peer: {} for peer in names}
     calls_raw = _mapping(calls_raw, f"{where}.calls")
+    allow = {}
+    for peer, p in list(calls_raw.items()):
+        p = dict(_mapping(p or {}, f"{where}.calls.{peer}"))
+        if "allow" in p:
+            allow[peer] = _access(access.operations, p.pop("allow"), f"{where}.calls.{peer}.allow")
+        calls_raw[peer] = p
     calls = {
         peer: _policy(
             _merge(defaults, _mapping(p or {}, f"{where}.calls.{peer}")), f"{where}.calls.{peer}"
@@ -201,7 +222,26 @@ def _service(name: Any, spec: Any, defaults: dict[str, Any]) -> Service:
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 9:
         raise TopologyError(f"{where}.replicas: expected 1 to 9, got {replicas!r}")
-    return Service(name, _port(spec.get("port"), f"{where}.port"), replicas, stores, calls)
+    user_scoped = spec.get("user_scoped", False)
+    if not isinstance(user_scoped, bool):
+        raise TopologyError(f"{where}.user_scoped: expected true or false")
+    keys: tuple[str, ...] = ()
+    if "redis_keys" in spec:
+        keys = _access(access.redis_keys, spec["redis_keys"], f"{where}.redis_keys")
+    if bool(keys) != ("redis" in stores):
+        raise TopologyError(
+            f"{where}.redis_keys: a service with a redis store lists the keys it may use "
+            "(and only such a service)"
+        )
+    port = _port(spec.get("port"), f"{where}.port")
+    return Service(name, port, replicas, stores, calls, allow, user_scoped, keys)
+
+
+def _access(parse: Any, value: Any, where: str, *args: Any) -> Any:
+    try:
+        return parse(value, where, *args)
+    except access.AccessError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 def _policy(p: dict[str, Any], where: str) -> CallPolicy:
@@ -285,6 +325,11 @@ def _check(topology: Topology) -> None:
         if svc.port in ports:
             raise TopologyError(f"{where}: port {svc.port} is already used by {ports[svc.port]}")
         ports[svc.port] = where
+    scoped = any(s.user_scoped for s in topology.services.values())
+    if scoped and topology.user_token.signer not in topology.services:
+        raise TopologyError(
+            f"mesh.user_token.signer: unknown service {topology.user_token.signer!r}"
+        )
     for i, route in enumerate(topology.ingress_routes):
         if route.service not in topology.services:
             raise TopologyError(

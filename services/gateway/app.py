@@ -8,7 +8,7 @@ from aiohttp import web
 
 from services import kit
 
-from . import api, auth, store
+from . import api, auth, store, tokens
 
 
 def create_app(settings: kit.Settings | None = None) -> web.Application:
@@ -20,6 +20,7 @@ def create_app(settings: kit.Settings | None = None) -> web.Application:
         openapi=Path(__file__).with_name("openapi.yaml"),
     )
     app[auth.SESSION_TTL] = auth.session_ttl(settings)
+    app[tokens.SIGNER] = tokens.signer_from(settings)
     return app
 
 

@@ -18,6 +18,8 @@ from aiohttp import web
 
 from services import kit
 
+from . import tokens
+
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
 KEY_BYTES = 32
@@ -133,6 +135,7 @@ async def require_user(request: web.Request) -> str:
     user_id = await request.app[kit.REDIS].get(_session_key(token))
     if user_id is None:
         raise unauthorized("The token is unknown, expired or signed out", invalid=True)
+    tokens.act_for(request, user_id)
     return user_id
 
 

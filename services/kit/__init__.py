@@ -3,6 +3,7 @@
 from . import telemetry
 from .app import create_app, run
 from .db import database_context, make_engine
+from .identity import USER_TOKEN_HEADER, current_user_token, set_user_token
 from .keys import DB, OPENAPI, PEERS, READINESS, REDIS, SETTINGS
 from .peers import PeerClient, PeerReply, peers, peers_context
 from .problems import Problem, problem_response
@@ -28,6 +29,9 @@ __all__ = [
     "SETTINGS",
     "IDEMPOTENCY_HEADER",
     "USER_HEADER",
+    "USER_TOKEN_HEADER",
+    "current_user_token",
+    "set_user_token",
     "Body",
     "PeerClient",
     "PeerReply",

@@ -11,6 +11,7 @@ import yaml
 from aiohttp import web
 
 from . import telemetry
+from .identity import user_token_middleware
 from .keys import OPENAPI, OPENAPI_TEXT, READINESS, SETTINGS, CleanupCtx
 from .problems import problem_middleware, problem_response
 from .settings import Settings
@@ -31,7 +32,7 @@ def create_app(
     """
     telemetry.instrument_server()
     app = web.Application(
-        middlewares=[telemetry.traceresponse_middleware, problem_middleware],
+        middlewares=[telemetry.traceresponse_middleware, user_token_middleware, problem_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -1,7 +1,8 @@
 """The one way a service calls another: ``await peers(request).get("cart", "/cart")``.
 
 Service code names a peer; how the name is reached is configuration (see ``Settings``):
-through the sidecar's egress as an HTTP proxy, straight to a URL, or by DNS. No retries,
+through the sidecar's egress (its private Unix socket, or as an HTTP proxy), straight to a URL,
+or by DNS. A call made for a user carries that user's token along (``identity``). No retries,
 timeouts or TLS here: those are the mesh's job.
 """
 
@@ -16,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from . import telemetry
+from .identity import USER_TOKEN_HEADER, current_user_token
 from .keys import PEERS, SETTINGS
 from .problems import Problem
 from .settings import Settings
@@ -77,6 +79,9 @@ class PeerClient:
         hdrs = dict(headers or {})
         if user is not None:
             hdrs[USER_HEADER] = user
+            token = current_user_token()
+            if token:
+                hdrs[USER_TOKEN_HEADER] = token
         try:
             async with self._session.request(
                 method,
@@ -121,8 +126,11 @@ def _decode(raw: bytes, content_type: str) -> Any:
 
 async def peers_context(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx``: one pooled client session for all peer calls, as ``app[PEERS]``."""
-    tracing = telemetry.client_trace_config(app[SETTINGS].peer_urls)
-    session = aiohttp.ClientSession(trace_configs=[tracing])
+    settings = app[SETTINGS]
+    tracing = telemetry.client_trace_config(settings.peer_urls)
+    # the sidecar's egress on a Unix socket: `http://cart/...` goes there, Envoy routes by host
+    connector = aiohttp.UnixConnector(path=settings.peer_socket) if settings.peer_socket else None
+    session = aiohttp.ClientSession(trace_configs=[tracing], connector=connector)
     app[PEERS] = PeerClient(app[SETTINGS], session)
     yield
     await session.close()

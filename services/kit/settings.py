@@ -27,7 +27,9 @@ class Settings:
       app has no TCP port at all: in the local mesh only its sidecar can reach it).
     - ``DATABASE_URL``: SQLAlchemy URL; SQLite under ``BOUTIQUE_DATA_DIR`` by default.
     - ``REDIS_URL``: Redis for services that use it.
-    - ``PEER_PROXY``: an HTTP proxy every peer call goes through (the sidecar's egress).
+    - ``PEER_SOCKET``: a Unix socket every peer call goes to (the sidecar's egress, in a folder
+      only this app's user can open: the local mesh).
+    - ``PEER_PROXY``: an HTTP proxy every peer call goes through (the sidecar's egress: compose).
     - ``PEER_URLS``: ``name=url`` pairs for calling peers directly (no mesh).
       With neither set, ``http://<peer>/`` is resolved by DNS (Kubernetes).
     - ``MAX_BODY_BYTES``: the largest request body accepted (413 above it).
@@ -40,6 +42,7 @@ class Settings:
     database_url: str = ""
     redis_url: str = "redis://localhost/0"
     peer_proxy: str | None = None
+    peer_socket: str | None = None
     peer_urls: dict[str, str] = field(default_factory=dict)
     max_body_bytes: int = 64 * 1024
     environ: dict[str, str] = field(default_factory=dict, repr=False)
@@ -58,6 +61,7 @@ class Settings:
             database_url=database_url,
             redis_url=env.get("REDIS_URL", "redis://localhost/0"),
             peer_proxy=env.get("PEER_PROXY") or None,
+            peer_socket=env.get("PEER_SOCKET") or None,
             peer_urls=_peer_urls(env.get("PEER_URLS", "")),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
             environ=env,
