@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -30,6 +31,16 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def admin(shop: LocalRun, name: str, http: aiohttp.ClientSession) -> Admin:
     return Admin(shop.admin_url(name), http)
+
+
+@asynccontextmanager
+async def switched(envoy: Admin, **values: object) -> AsyncIterator[None]:
+    """Runtime ``values`` set on ``envoy`` for the block, and back to the config's in any case."""
+    await envoy.runtime(**values)
+    try:
+        yield
+    finally:
+        await envoy.runtime(**dict.fromkeys(values, ""))
 
 
 async def statuses(http: aiohttp.ClientSession, url: str, n: int, **kw: object) -> list[int]:
@@ -146,21 +157,19 @@ async def test_outlier_detection_ejects_a_failing_replica(
     ejections = await gw.stat("cluster.products.outlier_detection.ejections_enforced_total")
     served_by_p1 = await p1.stat("http.inbound.downstream_rq_2xx")
     # Short ejection so the replica comes back soon after the test.
-    await gw.runtime(
-        outlier_detection__base_ejection_time_ms=2000, outlier_detection__interval_ms=500
+    short = switched(
+        gw, outlier_detection__base_ejection_time_ms=2000, outlier_detection__interval_ms=500
     )
-    await p0.runtime(fault__http__abort__abort_percent=100)
-    try:
-        got = await statuses(http, shop.public_url + PRODUCT, 30)
-        flags = re.findall(r"^products::[\d.:]+::health_flags::(.*)$", await gw.clusters(), re.M)
-    finally:
-        await p0.runtime(fault__http__abort__abort_percent="")
+    async with short:
+        async with switched(p0, fault__http__abort__abort_percent=100):
+            got = await statuses(http, shop.public_url + PRODUCT, 30)
+            text = await gw.clusters()
+        await wait_all_hosts_healthy(gw, "products")
+    flags = re.findall(r"^products::[\d.:]+::health_flags::(.*)$", text, re.M)
     assert got == [200] * 30
     assert await gw.stat("cluster.products.outlier_detection.ejections_enforced_total") > ejections
     assert sorted(flags) == ["/failed_outlier_check", "healthy"], flags
     assert await p1.stat("http.inbound.downstream_rq_2xx") >= served_by_p1 + 30 - 5
-    await wait_all_hosts_healthy(gw, "products")
-    await gw.runtime(outlier_detection__base_ejection_time_ms="", outlier_detection__interval_ms="")
 
 
 async def test_callers_balance_across_replicas(shop: LocalRun, http: aiohttp.ClientSession) -> None:

@@ -5,7 +5,6 @@ Everything is read through the trace store's Jaeger query API, as a user would r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -17,6 +16,7 @@ import pytest
 
 from mesh.local import LocalRun
 from tests.integration.test_purchase import CARD, sign_in
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 CHECKOUT_PATH = ["gateway", "checkout", "cart", "products", "orders", "payment"]
@@ -58,23 +58,40 @@ def kind(span: dict[str, Any]) -> str | None:
     return span["tagmap"].get("span.kind")
 
 
+def complete(t: Trace, services: list[str]) -> bool:
+    """Every named service has sent its spans, and no hop is still on its way.
+
+    Spans arrive in batches, per process: a trace is whole once each span's parent is there
+    (but the edge's, which may be the caller's) and each HTTP call (a CLIENT span that is not
+    SQL or Redis) has the span of the side it called. A process sends a span after its
+    children, so an app's own spans have come once its server span has.
+    """
+    if not set(services) <= {s["service"] for s in t.spans}:
+        return False
+    for span in t.spans:
+        if span["references"] and t.parent(span) is None and span["service"] != "ingress":
+            return False
+        call = kind(span) == "client" and "db.system" not in span["tagmap"]
+        if call and not t.children(span):
+            return False
+    return True
+
+
 async def fetch_trace(
     http: aiohttp.ClientSession, shop: LocalRun, trace_id: str, services: list[str]
 ) -> Trace:
-    """The trace once every named service's spans have arrived (spans are sent in batches)."""
-    got: dict[str, Any] = {}
-    for _ in range(100):
+    """The trace once it is complete (see :func:`complete`)."""
+
+    async def read() -> Trace | None:
         async with http.get(f"{shop.traces_url}/api/traces/{trace_id}") as resp:
-            if resp.status == 200:
-                got = (await resp.json())["data"][0]
-                names = {p["serviceName"] for p in got["processes"].values()}
-                if set(services) <= names:
-                    await asyncio.sleep(1.5)  # the last batch of the slowest exporter
-                    async with http.get(f"{shop.traces_url}/api/traces/{trace_id}") as again:
-                        return Trace((await again.json())["data"][0])
-        await asyncio.sleep(0.2)
-    seen = sorted({p["serviceName"] for p in got.get("processes", {}).values()})
-    pytest.fail(f"trace {trace_id} incomplete: only {seen}")
+            return Trace((await resp.json())["data"][0]) if resp.status == 200 else None
+
+    def whole(t: Trace | None) -> bool:
+        return t is not None and complete(t, services)
+
+    found = await eventually(read, whole, within=20, interval=0.1, what=f"trace {trace_id}")
+    assert found is not None
+    return found
 
 
 def trace_id_of(resp: aiohttp.ClientResponse) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from services.products import store as products_store
 from tests.asserts import ok, problem
 from tests.conftest import build_app, free_port, service_settings
 from tests.contract import ContractClient
+from tests.polling import eventually
 
 CATALOG = {
     entry["id"]: entry
@@ -36,6 +36,11 @@ def price(product_id: str) -> int:
 async def cart_of(api: ContractClient, user: str = "u_alice") -> dict[str, str]:
     """The stored cart hash, straight from Redis."""
     return await api.app[kit.REDIS].hgetall(f"cart:{user}")
+
+
+async def priced_cart(api: ContractClient) -> dict[str, Any]:
+    """The cart as ``GET /cart`` answers it (prices from products or the cache)."""
+    return await ok(await api.get("/cart", headers=ALICE))
 
 
 async def put(
@@ -159,8 +164,10 @@ async def test_the_cart_shows_the_cached_price_until_the_entry_expires(api: Cont
     assert cart["items"][0]["unit_price_cents"] == 1234
     assert cart["total_cents"] == 2468
 
-    await asyncio.sleep(0.4)  # the entry expired: the next read asks products again
-    cart = await ok(await api.get("/cart", headers=ALICE))
+    # once the entry expires, the next read asks products again
+    cart = await eventually(
+        lambda: priced_cart(api), lambda c: c["items"][0]["unit_price_cents"] != 1234, what="expiry"
+    )
     assert cart["items"][0]["unit_price_cents"] == price(MUG)
     assert cart["total_cents"] == 2 * price(MUG)
 
@@ -184,8 +191,9 @@ async def test_a_price_change_in_products_shows_once_the_cache_expires(
 
     cart = await ok(await api.get("/cart", headers=ALICE))
     assert cart["items"][0]["unit_price_cents"] == price(MUG)  # still cached
-    await asyncio.sleep(1.1)
-    cart = await ok(await api.get("/cart", headers=ALICE))
+    cart = await eventually(
+        lambda: priced_cart(api), lambda c: c["items"][0]["unit_price_cents"] != price(MUG)
+    )
     assert cart["items"][0]["unit_price_cents"] == 777
     assert cart["total_cents"] == 3 * 777
 
