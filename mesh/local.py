@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import yaml
-
 from .ca import LocalCA
 from .placement import Instance, Placement, local_placement
 from .processes import Child, StartError, Supervisor, http_ok, redis_ok, unix_http_ok
 from .render import envoy as envoy_config
+from .render.envoy import EnvoyOptions
 from .restarts import CRASH_LOOP, RestartPolicy, Restarts
 from .topology import Topology
 
@@ -46,6 +45,7 @@ class LocalOptions:
     traces_port: int = 16686  # the trace store's Jaeger query API and trace view
     load_users: int = 0  # shoppers of a steady background load (Locust); 0: none
     crash_loop: int = CRASH_LOOP  # restarts of one process within two minutes before giving up
+    envoy: EnvoyOptions = field(default_factory=EnvoyOptions)  # how the proxies are rendered
 
 
 def envoy_binary() -> str:
@@ -264,14 +264,10 @@ class LocalRun:
         (self.run_dir / "sockets").mkdir(parents=True, exist_ok=True)
         out = self.run_dir / "envoy"
         out.mkdir(parents=True, exist_ok=True)
-        configs = {
-            i.name: envoy_config.sidecar(topo, placement, i) for i in placement.all_instances()
-        }
-        configs["ingress"] = envoy_config.ingress(topo, placement)
         paths = {}
-        for name, config in configs.items():
+        for name, config in envoy_config.render_all(topo, placement, self.options.envoy).items():
             paths[name] = out / f"{name}.yaml"
-            paths[name].write_text(yaml.safe_dump(config, sort_keys=False))
+            paths[name].write_text(envoy_config.dump(config))
         return paths
 
     # -- running -------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ RETRY_ON = {
     "retriable-headers",
     "http3-post-connect-failure",
 }
+# What the ingress retries unless the topology says otherwise: only requests that never reached
+# the service, so even a POST may be sent again.
+EDGE_RETRY_ON = ["connect-failure", "refused-stream", "reset-before-request"]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000}
 
@@ -66,6 +69,7 @@ class OutlierDetection:
 @dataclass(frozen=True)
 class CallPolicy:
     timeout_ms: int
+    connect_timeout_ms: int  # how long a new connection to the peer may take
     retries: Retries
     circuit_breaker: CircuitBreaker
     outlier_detection: OutlierDetection
@@ -89,6 +93,7 @@ class IngressRoute:
     prefix: str
     service: str
     timeout_ms: int
+    retries: Retries  # the edge's retries: ``mesh.ingress.retries``, or the route's own
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class Topology:
     services: dict[str, Service]
     defaults: CallPolicy  # what a call gets when it says nothing; the ingress's edge policy
     user_token: UserToken = field(default_factory=UserToken)
+    sampling: float = 100.0  # percent of requests traced (``mesh.tracing.sampling``)
 
     def service(self, name: str) -> Service:
         try:
@@ -161,16 +167,21 @@ def parse(raw: Any) -> Topology:
     raw = _mapping(raw, "(top level)")
     _known(raw, {"mesh", "defaults", "services"}, "(top level)")
     mesh = _mapping(raw.get("mesh", {}), "mesh")
-    _known(mesh, {"trust_domain", "namespace", "ingress", "user_token"}, "mesh")
+    _known(mesh, {"trust_domain", "namespace", "ingress", "user_token", "tracing"}, "mesh")
     ingress = _mapping(mesh.get("ingress", {}), "mesh.ingress")
-    _known(ingress, {"port", "routes"}, "mesh.ingress")
+    _known(ingress, {"port", "routes", "retries"}, "mesh.ingress")
+    edge_retries = _mapping(ingress.get("retries", {}), "mesh.ingress.retries")
+    _retries(edge_retries, "1s", EDGE_RETRY_ON, "mesh.ingress.retries")  # its own mistakes first
+    tracing = _mapping(mesh.get("tracing", {}), "mesh.tracing")
+    _known(tracing, {"sampling"}, "mesh.tracing")
     defaults = _mapping(raw.get("defaults", {}), "defaults")
     services_raw = _mapping(raw.get("services"), "services")
     if not services_raw:
         raise TopologyError("services: at least one service is needed")
+    default_policy = _policy(dict(defaults), "defaults")  # its own mistakes before any call's
     services = {name: _service(name, spec, defaults) for name, spec in services_raw.items()}
     routes = tuple(
-        _ingress_route(r, f"mesh.ingress.routes[{i}]")
+        _ingress_route(r, edge_retries, f"mesh.ingress.routes[{i}]")
         for i, r in enumerate(_list(ingress.get("routes", []), "mesh.ingress.routes", dict))
     )
     topology = Topology(
@@ -179,10 +190,11 @@ def parse(raw: Any) -> Topology:
         ingress_port=_port(ingress.get("port", 8080), "mesh.ingress.port"),
         ingress_routes=routes,
         services=services,
-        defaults=_policy(dict(defaults), "defaults"),
+        defaults=default_policy,
         user_token=_access(
             access.user_token, mesh.get("user_token", {}), "mesh.user_token", _duration
         ),
+        sampling=_percent(tracing.get("sampling", 100), "mesh.tracing.sampling"),
     )
     _check(topology)
     return topology
@@ -245,9 +257,9 @@ def _access(parse: Any, value: Any, where: str, *args: Any) -> Any:
 
 
 def _policy(p: dict[str, Any], where: str) -> CallPolicy:
-    _known(p, {"timeout", "retries", "circuit_breaker", "outlier_detection"}, where)
-    r = _mapping(p.get("retries", {}), f"{where}.retries")
-    _known(r, {"attempts", "per_try_timeout", "retry_on"}, f"{where}.retries")
+    _known(
+        p, {"timeout", "connect_timeout", "retries", "circuit_breaker", "outlier_detection"}, where
+    )
     cb = _mapping(p.get("circuit_breaker", {}), f"{where}.circuit_breaker")
     _known(
         cb,
@@ -260,24 +272,11 @@ def _policy(p: dict[str, Any], where: str) -> CallPolicy:
         {"consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent"},
         f"{where}.outlier_detection",
     )
-    on = tuple(_list(r.get("retry_on", ["connect-failure"]), f"{where}.retries.retry_on", str))
-    bad = set(on) - RETRY_ON
-    if bad:
-        raise TopologyError(
-            f"{where}.retries.retry_on: unknown condition(s) {sorted(bad)}; "
-            f"known {sorted(RETRY_ON)}"
-        )
-    timeout = _duration(p.get("timeout", "10s"), f"{where}.timeout")
-    retries = Retries(
-        attempts=_int(r.get("attempts", 0), f"{where}.retries.attempts", 0, 10),
-        per_try_timeout_ms=_duration(
-            r.get("per_try_timeout", p.get("timeout", "10s")), f"{where}.retries.per_try_timeout"
-        ),
-        on=on,
-    )
+    timeout = p.get("timeout", "10s")
     return CallPolicy(
-        timeout_ms=timeout,
-        retries=retries,
+        timeout_ms=_duration(timeout, f"{where}.timeout"),
+        connect_timeout_ms=_duration(p.get("connect_timeout", "1s"), f"{where}.connect_timeout"),
+        retries=_retries(p.get("retries", {}), timeout, ["connect-failure"], f"{where}.retries"),
         circuit_breaker=CircuitBreaker(
             **{
                 k: _int(cb.get(k, 1024), f"{where}.circuit_breaker.{k}", 1, 1_000_000)
@@ -302,15 +301,36 @@ def _policy(p: dict[str, Any], where: str) -> CallPolicy:
     )
 
 
-def _ingress_route(r: dict[str, Any], where: str) -> IngressRoute:
-    _known(r, {"prefix", "service", "timeout"}, where)
+def _retries(raw: Any, timeout: Any, on: list[str], where: str) -> Retries:
+    """A retry policy; ``per_try_timeout`` defaults to the whole ``timeout``."""
+    r = _mapping(raw, where)
+    _known(r, {"attempts", "per_try_timeout", "retry_on"}, where)
+    conditions = tuple(_list(r.get("retry_on", on), f"{where}.retry_on", str))
+    bad = set(conditions) - RETRY_ON
+    if bad:
+        raise TopologyError(
+            f"{where}.retry_on: unknown condition(s) {sorted(bad)}; known {sorted(RETRY_ON)}"
+        )
+    return Retries(
+        attempts=_int(r.get("attempts", 0), f"{where}.attempts", 0, 10),
+        per_try_timeout_ms=_duration(r.get("per_try_timeout", timeout), f"{where}.per_try_timeout"),
+        on=conditions,
+    )
+
+
+def _ingress_route(r: dict[str, Any], edge_retries: dict[str, Any], where: str) -> IngressRoute:
+    """A route of the ingress; its ``retries`` keys win over ``mesh.ingress.retries``."""
+    _known(r, {"prefix", "service", "timeout", "retries"}, where)
     prefix = r.get("prefix")
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         raise TopologyError(f"{where}.prefix: expected a path starting with /, got {prefix!r}")
     service = r.get("service")
     if not isinstance(service, str):
         raise TopologyError(f"{where}.service: expected a service name")
-    return IngressRoute(prefix, service, _duration(r.get("timeout", "15s"), f"{where}.timeout"))
+    timeout = r.get("timeout", "15s")
+    own = _mapping(r.get("retries", {}), f"{where}.retries")
+    retries = _retries({**edge_retries, **own}, timeout, EDGE_RETRY_ON, f"{where}.retries")
+    return IngressRoute(prefix, service, _duration(timeout, f"{where}.timeout"), retries)
 
 
 def _check(topology: Topology) -> None:
@@ -385,6 +405,13 @@ def _int(value: Any, where: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise TopologyError(f"{where}: expected a whole number {lo}-{hi}, got {value!r}")
     return value
+
+
+def _percent(value: Any, where: str) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 100
+    if not ok:
+        raise TopologyError(f"{where}: expected a percentage 0-100, got {value!r}")
+    return float(value)
 
 
 def _name(value: Any, where: str) -> str:

@@ -43,7 +43,7 @@ from mesh.processes import StartError, port_in_use
 from . import machine, procstat, stats
 from .loadgen import CARD, ENVOY_REQUESTS, LoadSpec
 from .progress import Progress
-from .tuning import Knobs, TunedRun, admin_urls
+from .tuning import Knobs, admin_urls
 
 STACK_ENV = {"PRODUCTS_STOCK": "1000000", "PAYMENT_LATENCY_MS": "0"}
 PASSWORD = "bench-pass-1234"
@@ -175,6 +175,7 @@ def stack_options(
         env={**STACK_ENV, **knobs.env},
         fresh=True,
         envoy_concurrency=knobs.envoy_concurrency,
+        envoy=knobs.envoy_options(),
         tracing=tracing,
         otlp_port=free_port(),
         traces_port=free_port(),
@@ -634,17 +635,16 @@ class Bench:
         self.results["stacks"].append(info)
         return info
 
-    def start(self, spec: StackSpec, run_dir: Path) -> TunedRun:
+    def start(self, spec: StackSpec, run_dir: Path) -> LocalRun:
         """Start a stack on free ports; once more on other ports if it fails (a port taken
         between choosing it and binding it, by another run on this machine)."""
         for attempt in (1, 2):
             options = stack_options(run_dir, spec.mesh, spec.tracing, spec.knobs, self.topology)
-            run = TunedRun(self.topology, options, spec.knobs)
+            run = LocalRun(self.topology, options)
             try:
                 run.start()
                 time.sleep(0.5)
                 check_alive(run)
-                run.apply_runtime()
                 return run
             except (StartError, RuntimeError) as exc:
                 run.stop()

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 
 from loadgenerator.bench import analysis, loadgen, procstat, report, runner, stats
-from loadgenerator.bench.tuning import HTTP_OPTIONS_KEY, Knobs, tweak_config
+from loadgenerator.bench.tuning import Knobs
 from mesh import topology
-from mesh.local import LocalOptions, LocalRun
+from mesh.placement import local_placement
 from mesh.render import envoy as envoy_config
+from mesh.render.envoy import HTTP_OPTIONS_KEY
 
 # -- percentiles and summaries ------------------------------------------------------------------
 
@@ -239,19 +239,23 @@ def test_tuning_repeats_interleave_the_variants() -> None:
         runner.tuning_stacks(runner.quick_plan(), ["warp-drive"], 1)
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    run = LocalRun(topology.load(), LocalOptions(run_dir=tmp_path_factory.mktemp("render")))
-    return {name: yaml.safe_load(path.read_text()) for name, path in run.render().items()}
+def render(knobs: Knobs) -> dict[str, dict]:
+    topo = topology.load()
+    placement = local_placement(topo, Path("run"), 8080, 15000, otlp_port=4318)
+    return envoy_config.render_all(topo, placement, knobs.envoy_options())
 
 
-def test_default_knobs_leave_the_envoy_config_as_rendered(rendered: dict[str, dict]) -> None:
-    for config in rendered.values():
-        assert tweak_config(config, Knobs()) == config
+def test_default_knobs_render_the_shipped_envoy_config() -> None:
+    assert Knobs().envoy_options() == envoy_config.EnvoyOptions()
+    for config in render(Knobs()).values():
+        for cluster in config["static_resources"]["clusters"]:
+            assert "typed_extension_protocol_options" not in cluster
+        for listener in config["static_resources"]["listeners"]:
+            assert "access_log" in listener["filter_chains"][0]["filters"][0]["typed_config"]
 
 
-def test_http2_between_sidecars_changes_only_the_peer_clusters(rendered: dict[str, dict]) -> None:
-    config = tweak_config(rendered["gateway-0"], Knobs(sidecar_http2=True))
+def test_http2_between_sidecars_changes_only_the_peer_clusters() -> None:
+    config = render(Knobs(sidecar_http2=True))["gateway-0"]
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     options = clusters["products"]["typed_extension_protocol_options"][HTTP_OPTIONS_KEY]
     assert options["@type"] == envoy_config.HTTP_OPTIONS
@@ -264,8 +268,8 @@ def test_http2_between_sidecars_changes_only_the_peer_clusters(rendered: dict[st
     assert down["alpn_protocols"] == ["h2", "http/1.1"]
 
 
-def test_no_pool_and_no_access_log(rendered: dict[str, dict]) -> None:
-    config = tweak_config(rendered["cart-0"], Knobs(sidecar_pool=False, access_log=False))
+def test_no_pool_and_no_access_log() -> None:
+    config = render(Knobs(sidecar_pool=False, access_log=False))["cart-0"]
     products = next(c for c in config["static_resources"]["clusters"] if c["name"] == "products")
     options = products["typed_extension_protocol_options"][HTTP_OPTIONS_KEY]
     assert options["common_http_protocol_options"] == {"max_requests_per_connection": 1}
@@ -275,6 +279,12 @@ def test_no_pool_and_no_access_log(rendered: dict[str, dict]) -> None:
         "sidecar_pool": False,
         "access_log": False,
     }
+
+
+def test_the_span_batch_knob_is_rendered_into_the_runtime() -> None:
+    config = render(Knobs(envoy_min_flush_spans=16))["ingress"]
+    static = config["layered_runtime"]["layers"][0]["static_layer"]
+    assert static["tracing.opentelemetry.min_flush_spans"] == 16
 
 
 # -- the open-loop client -----------------------------------------------------------------------

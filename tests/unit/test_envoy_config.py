@@ -10,6 +10,8 @@ import yaml
 
 from mesh import topology
 from mesh.local import LocalOptions, LocalRun, envoy_binary
+from mesh.placement import local_placement
+from mesh.render import envoy
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +74,66 @@ def test_the_inbound_listener_admits_only_declared_callers(rendered: dict[str, P
     principals = rbac["typed_config"]["rules"]["policies"]["callers-from-topology"]["principals"]
     allowed = {p["authenticated"]["principal_name"]["exact"].rsplit("/", 1)[1] for p in principals}
     assert allowed == {"gateway", "cart", "checkout"}
+
+
+# -- every policy value comes from the topology --------------------------------------------------
+
+
+def _render(raw: dict) -> dict[str, dict]:
+    topo = topology.parse(raw)
+    placement = local_placement(topo, Path("run"), 8080, 15000, otlp_port=4318)
+    return envoy.render_all(topo, placement)
+
+
+def _clusters(config: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in config["static_resources"]["clusters"]}
+
+
+def _routes(config: dict, listener: str, vhost: str) -> list[dict]:
+    found = next(x for x in config["static_resources"]["listeners"] if x["name"] == listener)
+    hcm = found["filter_chains"][0]["filters"][0]["typed_config"]
+    return next(v for v in hcm["route_config"]["virtual_hosts"] if v["name"] == vhost)["routes"]
+
+
+def _raw() -> dict:
+    return yaml.safe_load(topology.DEFAULT_PATH.read_text())
+
+
+def test_connect_timeouts_come_from_the_defaults_and_each_call() -> None:
+    raw = _raw()
+    raw["defaults"]["connect_timeout"] = "750ms"
+    raw["services"]["cart"]["calls"]["products"]["connect_timeout"] = "250ms"
+    configs = _render(raw)
+    cart = _clusters(configs["cart-0"])
+    assert cart["products"]["connect_timeout"] == "0.250s"  # the call's own
+    assert cart["app"]["connect_timeout"] == "0.750s"  # the defaults'
+    assert cart["otel_collector"]["connect_timeout"] == "0.750s"
+    assert _clusters(configs["gateway-0"])["products"]["connect_timeout"] == "0.750s"
+    assert _clusters(configs["ingress"])["gateway"]["connect_timeout"] == "0.750s"
+
+
+def test_the_ingress_retries_come_from_the_topology_and_a_route_may_turn_them_off() -> None:
+    raw = _raw()
+    raw["mesh"]["ingress"]["retries"] = {"attempts": 3, "per_try_timeout": "5s"}
+    raw["mesh"]["ingress"]["routes"][1]["retries"] = {"attempts": 0}
+    api, shop, _not_found = _routes(_render(raw)["ingress"], "ingress", "boutique")
+    assert api["route"]["retry_policy"]["num_retries"] == 3
+    assert api["route"]["retry_policy"]["per_try_timeout"] == "5.000s"
+    assert "retry_policy" not in shop["route"]
+
+
+def test_attempts_zero_renders_no_retry_policy_at_all() -> None:
+    raw = _raw()
+    raw["services"]["cart"]["calls"]["products"]["retries"]["attempts"] = 0
+    for route in _routes(_render(raw)["cart-0"], "outbound", "products"):
+        assert "retry_policy" not in route["route"], route["name"]
+
+
+def test_the_sampling_rate_comes_from_the_topology() -> None:
+    raw = _raw()
+    raw["mesh"]["tracing"] = {"sampling": 12.5}
+    configs = _render(raw)
+    for name in ("ingress", "cart-0"):
+        for listener in configs[name]["static_resources"]["listeners"]:
+            hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+            assert hcm["tracing"]["random_sampling"] == {"value": 12.5}, name

@@ -69,6 +69,20 @@ def _raw() -> dict:
             "unknown service 'nowhere'",
         ),
         (lambda r: r["mesh"]["ingress"]["routes"][0].update(prefix="api"), "starting with /"),
+        (lambda r: r["defaults"].update(connect_timeout="1"), "defaults.connect_timeout: bad"),
+        (
+            lambda r: r["services"]["cart"]["calls"]["products"].update(connect_timeout="x"),
+            "services.cart.calls.products.connect_timeout: bad duration",
+        ),
+        (lambda r: r["mesh"]["ingress"]["retries"].update(attempts=11), "ingress.retries.attempts"),
+        (lambda r: r["mesh"]["ingress"]["retries"].update(tries=1), "ingress.retries: unknown"),
+        (
+            lambda r: r["mesh"]["ingress"]["routes"][0].update(retries={"retry_on": ["maybe"]}),
+            r"mesh.ingress.routes\[0\].retries.retry_on: unknown condition",
+        ),
+        (lambda r: r["mesh"]["tracing"].update(sampling=101), "mesh.tracing.sampling"),
+        (lambda r: r["mesh"]["tracing"].update(sampling="all"), "mesh.tracing.sampling"),
+        (lambda r: r["mesh"]["tracing"].update(rate=1), "mesh.tracing: unknown field"),
     ],
 )
 def test_mistakes_are_refused_with_a_clear_message(mutate, message) -> None:  # type: ignore[no-untyped-def]
@@ -97,4 +111,15 @@ def test_a_minimal_topology_without_defaults_loads() -> None:
     topo = topology.parse({"services": {"a": {"port": 9001, "calls": ["b"]}, "b": {"port": 9002}}})
     policy = topo.service("a").calls["b"]
     assert policy.timeout_ms == 10_000 and policy.retries.per_try_timeout_ms == 10_000
+    assert policy.connect_timeout_ms == 1000 and topo.sampling == 100
     assert topo.callers("b") == ["a"]
+
+
+def test_the_ingress_retries_come_from_the_mesh_with_a_route_overriding_them() -> None:
+    raw = _raw()
+    raw["mesh"]["ingress"]["retries"] = {"attempts": 4, "per_try_timeout": "3s"}
+    raw["mesh"]["ingress"]["routes"][1]["retries"] = {"attempts": 0}
+    api, shop = topology.parse(raw).ingress_routes
+    assert (api.retries.attempts, api.retries.per_try_timeout_ms) == (4, 3000)
+    assert api.retries.on == tuple(topology.EDGE_RETRY_ON)  # not given: only never-reached
+    assert (shop.retries.attempts, shop.retries.per_try_timeout_ms) == (0, 3000)
