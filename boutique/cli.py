@@ -7,6 +7,7 @@ boutique load              drive the running shop with Locust shoppers (headless
 boutique render            write the local mesh's Envoy configs and certificates
 boutique traces [ID]       recent traces, or one trace as a tree
 boutique bench [--quick]   what the mesh costs: latency, CPU, memory, mesh on against off
+boutique experiment ...    fault-injection experiments: list, show, run, apply, clear
 boutique serve NAME        run one service (configured by environment variables)
 boutique tracestore        run the local trace store (`boutique up` starts it)
 """
@@ -19,6 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
+from boutique import experiment
 from loadgenerator import run as load_runner
 from loadgenerator.bench import cli as bench_cli
 from mesh import topology as topo
@@ -184,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_cli.add_arguments(bench)
     bench.set_defaults(func=bench_cli.main)
+
+    exp = sub.add_parser("experiment", help="fault-injection experiments (mesh/experiments/)")
+    experiment.add_arguments(exp, _where)
+    exp.set_defaults(func=experiment.main)
 
     serve = sub.add_parser("serve", help="run one service (configured by environment variables)")
     serve.add_argument("name")

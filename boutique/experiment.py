@@ -1,0 +1,134 @@
+"""``boutique experiment``: fault-injection experiments (``mesh/experiments/*.yaml``).
+
+list            every experiment: what it does, what it teaches, the verdict expected
+show NAME       one experiment in full, and the runtime keys it switches
+apply NAME      switch its fault on in the running mesh (live, nothing restarts)
+clear           switch every fault off
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+from mesh import topology as topo
+from mesh.experiments import faults, spec
+from mesh.experiments.faults import Proxy
+from mesh.experiments.yamlcheck import SpecError
+from mesh.local import LocalOptions, LocalRun
+
+
+def add_arguments(parser: argparse.ArgumentParser, where: Callable[..., None]) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="every experiment, what it teaches and its expected verdict")
+    show = sub.add_parser("show", help="one experiment in full")
+    show.add_argument("name", help="a name from `boutique experiment list`, or a YAML file")
+    apply = sub.add_parser("apply", help="switch an experiment's fault on in the running mesh")
+    apply.add_argument("name")
+    clear = sub.add_parser("clear", help="switch every fault off in the running mesh")
+    for cmd in (apply, clear):
+        where(cmd)
+    show.add_argument(
+        "--topology", default=str(topo.DEFAULT_PATH), help="the topology (mesh/topology.yaml)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return ACTIONS[args.action](args)
+    except SpecError as exc:
+        print(f"boutique experiment: {exc}", file=sys.stderr)
+        return 2
+    except MeshNotRunning as exc:
+        print(f"boutique experiment: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    topology = topo.load()
+    rows = [(e.name, e.expected, e.description) for e in spec.load_all(topology)]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'experiment':<{width}}  expected  what it does")
+    for name, expected, description in rows:
+        print(f"{name:<{width}}  {expected:<8}  {description}")
+    print("\n`boutique experiment show NAME` tells more; `run NAME` runs one under load.")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    exp = spec.load(args.name, topo.load(args.topology))
+    wrap = textwrap.TextWrapper(width=96, initial_indent="  ", subsequent_indent="  ")
+    print(f"{exp.name}: {exp.description}\n")
+    print(f"fault:      {exp.fault_text()}")
+    print(
+        f"load:       {exp.load.users} shoppers (+{exp.load.page_probers} on the shop's pages), "
+        f"{exp.load.spawn_rate:g}/s spawned, thinking {exp.load.think_min_s:g}-"
+        f"{exp.load.think_max_s:g} s"
+    )
+    print("phases:     " + ", ".join(f"{p.name} {p.duration_s:g} s" for p in exp.phases))
+    print(f"expected:   {exp.expected}\n\nwhat it teaches:\n{wrap.fill(exp.teaches)}\n")
+    print("hypotheses:")
+    for h in exp.hypotheses:
+        print(f"  - {h.text}")
+    if exp.notes:
+        print(f"\nnotes:\n{wrap.fill(exp.notes)}")
+    print(f"\nruntime keys on every {exp.destination} sidecar:")
+    for key, value in faults.runtime_values(exp).items():
+        print(f"  {key} = {value}")
+    return 0
+
+
+class MeshNotRunning(RuntimeError):
+    pass
+
+
+def attach(args: argparse.Namespace) -> tuple[LocalRun, list[Proxy]]:
+    """The running local mesh that ``args`` point at (`boutique up`'s options), and its sidecars."""
+    options = LocalOptions(
+        run_dir=Path(args.run_dir),
+        public_port=args.port,
+        base_port=args.base_port,
+        otlp_port=args.otlp_port,
+        traces_port=args.traces_port,
+    )
+    run = LocalRun(topo.load(args.topology), options)
+    from mesh.experiments.targets import local_proxies
+
+    proxies: list[Proxy] = list(local_proxies(run))
+    try:
+        proxies[-1].admin_layer()  # the ingress answers: a mesh runs there
+    except OSError:
+        raise MeshNotRunning(
+            f"no local mesh runs with --base-port {args.base_port} (is `boutique up` running?)"
+        ) from None
+    return run, proxies
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    run, proxies = attach(args)
+    exp = spec.load(args.name, run.topology)
+    switched = faults.apply(exp, proxies)
+    print(f"{exp.name}: {exp.fault_text()}")
+    print(f"switched on in {', '.join(switched)}; `boutique experiment clear` switches it off")
+    return 0
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    _, proxies = attach(args)
+    removed = faults.clear(proxies)
+    if not removed:
+        print("no fault was switched on")
+    for name, keys in removed.items():
+        print(f"{name}: cleared {', '.join(sorted(keys))}")
+    return 0
+
+
+ACTIONS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "list": cmd_list,
+    "show": cmd_show,
+    "apply": cmd_apply,
+    "clear": cmd_clear,
+}
