@@ -4,6 +4,11 @@ Checkout keeps no state of its own. Everything it does is keyed by the saga id, 
 user and the client's Idempotency-Key: the stock reservation, the order and the charge. So a
 repeat of the same checkout (a client retry, a mesh retry, a concurrent duplicate) finds what
 the first one did and carries it on or answers it again; it never charges twice.
+
+Once stock is held, the saga owes its end: the sale committed, or the order cancelled and the
+stock given back. Those steps are keyed (so the mesh retries them) and insisted on (``owed``);
+if they still cannot be done the client hears ``503 compensation_pending``, and a repeat with the
+same key finishes them before answering what the first try answered.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 from services import kit
+
+from .owed import insist, owe
 
 Order = dict[str, Any]
 Line = dict[str, Any]
@@ -74,13 +81,17 @@ async def place_order(saga: Saga) -> Order:
     lines = await price(saga, cart)
     if not await reserve(saga, lines):
         return await _earlier_order(saga, _stale_hold())
-    return await open_order(saga, lines)
+    try:
+        return await insist(lambda: open_order(saga, lines))
+    except kit.Problem:  # no order to pay for: the hold goes back before the client hears
+        await owe("give the held stock back", lambda: release(saga))
+        raise
 
 
 async def settle(saga: Saga, order: Order) -> Order:
     """Finish an order: paid -> done, cancelled -> its failure again, pending -> charge it."""
     if order["status"] == "paid":
-        await commit(saga)
+        await owe("sell the held stock", lambda: commit(saga))
         return order
     if order["status"] == "cancelled":
         raise await stored_failure(saga, order)
@@ -163,16 +174,8 @@ async def open_order(saga: Saga, lines: list[Line]) -> Order:
 @kit.telemetry.step("checkout.charge")
 async def charge(saga: Saga, order: Order) -> Order:
     """Charge the card for the order; commit on success, compensate on any failure."""
-    body = {
-        "order_id": order["id"],
-        "amount_cents": order["total_cents"],
-        "currency": order["currency"],
-        "card": saga.card,
-    }
     try:
-        reply = await saga.peers.post(
-            "payment", "/charges", json_body=body, user=saga.user, headers=saga.keyed
-        )
+        reply = await _ask_payment(saga, order)
     except kit.Problem:  # payment unreachable: whether it charged is for it to say
         return await after_payment_outage(saga, order)
     if reply.status in (200, 201):
@@ -192,34 +195,49 @@ async def after_payment_outage(saga: Saga, order: Order) -> Order:
         return await succeed(saga, order)
     if status == "declined":
         return await compensate(saga, order, "payment_declined", _declined(found))
-    unavailable = kit.Problem(
-        503,
-        "The payment service could not be reached; you were not charged",
-        code="payment_unavailable",
-        dependency="payment",
-    )
-    return await compensate(saga, order, "payment_unavailable", unavailable)
+    return await compensate(saga, order, "payment_unavailable", _unavailable())
 
 
 async def succeed(saga: Saga, order: Order) -> Order:
-    """The charge went through: the held stock is sold; answer the order as it is now."""
-    await commit(saga)
-    reply = await saga.peers.get("orders", f"/orders/{order['id']}", user=saga.user)
-    order = reply.expect(200)
-    if order["status"] != "paid":
+    """The charge went through: the held stock is sold; answer the order as it is now.
+
+    An order payment has not confirmed yet is confirmed by asking payment again with the same
+    key (payment finishes a recorded charge; it never charges twice).
+    """
+    await owe("sell the held stock", lambda: commit(saga))
+    paid = await insist(lambda: _paid_order(saga, order))
+    if paid is None:
         raise kit.Problem(
-            502,
+            503,
             "The payment went through but the order is not confirmed yet; retry with the same "
             "Idempotency-Key to finish it (you will not be charged again)",
             code="payment_unconfirmed",
             dependency="payment",
+            headers={"Retry-After": "2"},
         )
-    return order
+    return paid
+
+
+async def _paid_order(saga: Saga, order: Order) -> Order | None:
+    """The order once paid; while it is not, payment is asked to finish its charge (5xx: again)."""
+    reply = await saga.peers.get("orders", f"/orders/{order['id']}", user=saga.user)
+    current = reply.expect(200)
+    if current["status"] == "paid":
+        return current
+    reply = await _ask_payment(saga, order)
+    if reply.status >= 500:
+        raise reply.problem()
+    if reply.status not in (200, 201):  # e.g. refunded: a twin of this checkout cancelled it
+        raise _relayed(reply)
+    current = (await saga.peers.get("orders", f"/orders/{order['id']}", user=saga.user)).expect(200)
+    return current if current["status"] == "paid" else None
 
 
 @kit.telemetry.step("checkout.commit_stock")
 async def commit(saga: Saga) -> None:
-    reply = await saga.peers.post("products", f"/reservations/{saga.id}/commit", user=saga.user)
+    reply = await saga.peers.post(
+        "products", f"/reservations/{saga.id}/commit", user=saga.user, headers=saga.keyed
+    )
     if reply.status == 409:  # paid for, but the hold was gone: the books need a look
         log.error("saga %s: paid, but its stock reservation could not be committed", saga.id)
         return
@@ -231,29 +249,50 @@ async def compensate(saga: Saga, order: Order, reason: str, failure: kit.Problem
     """Undo: cancel the order, then give the stock back, then answer ``failure``.
 
     The order goes first: were it paid meanwhile (payment confirmed it after all), it cannot be
-    cancelled, and the checkout is a success instead.
+    cancelled, and the checkout is a success instead. Both steps are owed: the client hears
+    ``failure`` only once the stock is back.
     """
-    reply = await saga.peers.post(
-        "orders", f"/orders/{order['id']}/cancel", json_body={"reason": reason}, user=saga.user
-    )
-    if reply.status == 409:
+    if not await owe("cancel the order", lambda: cancel(saga, order, reason)):
         return await succeed(saga, order)
-    reply.expect(200)
-    await release(saga)
+    await owe("give the held stock back", lambda: release(saga))
+    if reason == "payment_unavailable":
+        await _no_stray_charge(saga, order)
     raise failure
 
 
+async def cancel(saga: Saga, order: Order, reason: str) -> bool:
+    """Cancel the order; False when it cannot be, because it is paid."""
+    reply = await saga.peers.post(
+        "orders",
+        f"/orders/{order['id']}/cancel",
+        json_body={"reason": reason},
+        user=saga.user,
+        headers=saga.keyed,
+    )
+    if reply.status == 409:
+        return False
+    reply.expect(200)
+    return True
+
+
+@kit.telemetry.step("checkout.release_stock")
 async def release(saga: Saga) -> None:
-    reply = await saga.peers.post("products", f"/reservations/{saga.id}/release", user=saga.user)
+    reply = await saga.peers.post(
+        "products", f"/reservations/{saga.id}/release", user=saga.user, headers=saga.keyed
+    )
     reply.expect(200, 404)
 
 
 async def stored_failure(saga: Saga, order: Order) -> kit.Problem:
-    """The answer a cancelled checkout gave, given again."""
+    """The answer a cancelled checkout gave, given again, once its undoing is finished."""
+    await owe("give the held stock back", lambda: release(saga))
     reason = order["cancel_reason"]
     if reason == "payment_declined":
         reply = await saga.peers.get("payment", f"/charges/by-key/{saga.id}", user=saga.user)
         return _declined(reply.expect(200))
+    if reason == "payment_unavailable":
+        await _no_stray_charge(saga, order)
+        return _unavailable()
     return kit.Problem(
         409,
         f"This checkout failed before ({reason}); start a new one with a new Idempotency-Key",
@@ -273,12 +312,48 @@ async def _earlier_order(saga: Saga, otherwise: kit.Problem) -> Order:
     return order
 
 
+async def _ask_payment(saga: Saga, order: Order) -> kit.PeerReply:
+    """Charge the order's total under the saga's key; a repeat finishes the recorded charge."""
+    body = {
+        "order_id": order["id"],
+        "amount_cents": order["total_cents"],
+        "currency": order["currency"],
+        "card": saga.card,
+    }
+    return await saga.peers.post(
+        "payment", "/charges", json_body=body, user=saga.user, headers=saga.keyed
+    )
+
+
+async def _no_stray_charge(saga: Saga, order: Order) -> None:
+    """After cancelling because payment did not answer: a charge it recorded all the same is
+    finished by payment, which refunds it (its order is cancelled). Best effort: a repeat of
+    the checkout looks again."""
+    found = await _charge_by_key(saga)
+    if found and found["status"] == "succeeded":
+        try:
+            await _ask_payment(saga, order)
+        except kit.Problem:
+            log.warning("saga %s: a charge to refund could not be finished yet", saga.id)
+
+
 async def _charge_by_key(saga: Saga) -> dict[str, Any] | None:
     try:
         reply = await saga.peers.get("payment", f"/charges/by-key/{saga.id}", user=saga.user)
     except kit.Problem:
         return None
     return _body(reply) if reply.status == 200 else None
+
+
+def _unavailable() -> kit.Problem:
+    return kit.Problem(
+        503,
+        "The payment service could not be reached; you were not charged. Try again with a new "
+        "Idempotency-Key",
+        code="payment_unavailable",
+        dependency="payment",
+        headers={"Retry-After": "2"},
+    )
 
 
 def _declined(charge: dict[str, Any]) -> kit.Problem:

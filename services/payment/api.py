@@ -94,6 +94,7 @@ async def _settle(request: web.Request, user: str, charge: store.Charge) -> None
         f"/orders/{charge['order_id']}/pay",
         json_body={"charge_id": charge["id"]},
         user=user,
+        headers={kit.IDEMPOTENCY_HEADER: charge["id"]},  # paying twice is harmless: retry it
     )
     if paid.status in (404, 409):
         await store.refund(db, charge["id"])

@@ -296,13 +296,7 @@ async def test_card_refused_by_payment_is_422_and_undone(
 async def test_payment_unreachable_is_503_and_undone(  # type: ignore[no-untyped-def]
     open_shop, service: ServiceFactory
 ) -> None:
-    # A checkout whose peers run, but whose payment address is a closed port.
-    peers = await service("checkout", peers=["cart", "products", "orders"])
-    urls = dict(peers.app[SETTINGS].peer_urls, payment=f"http://127.0.0.1:{free_port()}")
-    shop = await open_shop(peers)
-    shop.checkout = await shop.replica(
-        "checkout", PEER_URLS=",".join(f"{k}={v}" for k, v in urls.items())
-    )
+    shop = await _closed_peer(open_shop, service, "payment")
     await shop.add(MUG, 2)
     before = shop.stock(MUG)
 
@@ -315,10 +309,58 @@ async def test_payment_unreachable_is_503_and_undone(  # type: ignore[no-untyped
     [order] = shop.history()
     assert order["status"] == "cancelled" and order["cancel_reason"] == "payment_unavailable"
 
+    # A repeat (a mesh retry of this very request, say) answers what the first one answered.
     status, again = await shop.pay()
-    assert status == 409 and again["code"] == "checkout_failed"
-    assert again["reason"] == "payment_unavailable" and again["order_id"] == order["id"]
+    assert status == 503 and again == problem
     assert shop.stock(MUG) == before and shop.rows("orders", "orders") == 1
+
+
+async def _closed_peer(open_shop, service: ServiceFactory, peer: str) -> Shop:  # type: ignore[no-untyped-def]
+    """The shop, but its checkout's ``peer`` is a closed port (its other peers run)."""
+    peers = await service("checkout", peers=[p for p in PEERS if p != peer])
+    urls = dict(peers.app[SETTINGS].peer_urls, **{peer: f"http://127.0.0.1:{free_port()}"})
+    shop = await open_shop(peers)
+    shop.checkout = await shop.replica(
+        "checkout", PEER_URLS=",".join(f"{k}={v}" for k, v in urls.items())
+    )
+    return shop
+
+
+async def test_an_order_that_cannot_be_opened_gives_the_held_stock_back(shop: Shop) -> None:
+    await shop.add(MUG, 2)
+    before = shop.stock(MUG)
+    await shop.checkout.get("/healthz")  # (the peers have created their tables by now)
+    with closing(sqlite3.connect(shop.data / "orders.db")) as db:  # orders breaks on writes
+        db.execute(
+            "CREATE TRIGGER broken BEFORE INSERT ON orders BEGIN SELECT RAISE(ABORT, 'disk'); END"
+        )
+        db.commit()
+
+    status, problem = await shop.pay()
+
+    assert status >= 500 and problem["dependency"] == "orders"
+    assert shop.stock(MUG) == before  # the hold was released before the client heard
+    assert shop.rows("products", "reservations") == 1  # (released, not held)
+    assert shop.rows("payment", "charges") == 0
+
+
+async def test_a_repeat_finishes_an_undo_left_half_done(shop: Shop) -> None:
+    before = shop.stock(MUG)
+    pending = await _half_done(shop)  # stock held, order pending...
+    orders = await shop.replica("orders")
+    resp = await orders.post(  # ...then cancelled, but the stock never given back
+        f"/orders/{pending['id']}/cancel",
+        json={"reason": "payment_unavailable"},
+        headers=_h(USER),
+    )
+    assert resp.status == 200
+    assert shop.stock(MUG) != before
+
+    status, problem = await shop.pay()
+
+    assert status == 503 and problem["code"] == "payment_unavailable"
+    assert shop.stock(MUG) == before
+    assert shop.rows("payment", "charges") == 0 and shop.rows("orders", "orders") == 1
 
 
 # --- a checkout that stopped half-way is carried on -------------------------------------------
