@@ -2,7 +2,9 @@
 
 SQLite is the default. Writers take the lock at ``BEGIN`` (``BEGIN IMMEDIATE``) and wait for it
 (``busy_timeout``), so several processes (replicas) can share one file safely, and WAL lets
-readers run beside a writer.
+readers run beside a writer. Waits are bounded: past ``SQLITE_BUSY_MS`` for the lock, or
+``DB_POOL_TIMEOUT_S`` for a pooled connection, the request is answered ``503 overloaded``
+(``kit.exhaustion``) instead of queueing longer than any caller waits.
 """
 
 from __future__ import annotations
@@ -19,16 +21,19 @@ from sqlalchemy.schema import MetaData
 from . import telemetry
 from .keys import DB, READINESS, SETTINGS, CleanupCtx
 
-SQLITE_BUSY_MS = 30_000
+SQLITE_BUSY_MS = 5_000
+POOL_TIMEOUT_S = 5.0
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(
+    url: str, *, busy_ms: int = SQLITE_BUSY_MS, pool_timeout_s: float = POOL_TIMEOUT_S
+) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, pool_timeout=pool_timeout_s)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, pool_timeout=pool_timeout_s)
     sync = engine.sync_engine
 
     @event.listens_for(sync, "connect")
@@ -36,7 +41,7 @@ def make_engine(url: str) -> AsyncEngine:
         # Let SQLAlchemy, not the driver, say when a transaction begins.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -52,7 +57,12 @@ def database_context(metadata: MetaData) -> CleanupCtx:
     """A ``cleanup_ctx``: opens ``app[DB]``, creates the tables, disposes the engine at shutdown."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        engine = make_engine(app[SETTINGS].database_url)
+        settings = app[SETTINGS]
+        engine = make_engine(
+            settings.database_url,
+            busy_ms=int(settings.get("SQLITE_BUSY_MS", str(SQLITE_BUSY_MS))),
+            pool_timeout_s=float(settings.get("DB_POOL_TIMEOUT_S", str(POOL_TIMEOUT_S))),
+        )
         telemetry.instrument_engine(engine)
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)

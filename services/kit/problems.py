@@ -75,7 +75,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every error into problem+json: aiohttp's own (404, 405, 413), ours, and crashes."""
+    """Turn every error into problem+json: aiohttp's own (404, 405, 413), ours, a store's
+    exhaustion (503 ``overloaded``, see ``exhaustion``), and crashes (500)."""
     try:
         return await handler(request)
     except Problem:
@@ -91,7 +92,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status_code == 413:
             detail = "The request body is larger than this service accepts"
         raise Problem(exc.status_code, detail, headers=_keep_headers(exc)) from None
-    except Exception:
+    except Exception as exc:
+        from .exhaustion import as_problem  # (it builds on Problem, so it is imported late)
+
+        if (overloaded := as_problem(exc)) is not None:
+            log.warning("%s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
+            raise overloaded from None
         log.exception("unhandled error in %s %s", request.method, request.path)
         raise Problem(500, "Something went wrong on our side; it has been logged") from None
 
