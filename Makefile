@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint format clean bench bench-quick .system-packages
+.PHONY: setup run test lint format clean bench bench-quick k8s-render .system-packages
 
 setup: $(STAMP) .system-packages
 
@@ -46,6 +46,10 @@ bench: setup
 
 bench-quick: setup
 	$(VENV)/bin/boutique bench --quick
+
+# The Kubernetes + Istio tree istio/, rendered from mesh/topology.yaml (docs/kubernetes.md).
+k8s-render: $(STAMP)
+	$(PY) -m mesh.render.istio
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,350 @@
+"""The Kubernetes + Istio tree ``istio/``, checked statically (no cluster runs here): it is
+current, kustomize builds it, Kubernetes' and Istio's schemas accept it, every workload is locked
+down, and every call carries on Istio the policy the local sidecars carry."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from mesh import topology as topo
+from mesh.placement import local_placement
+from mesh.render import envoy, istio
+from mesh.render.istio_meta import IstioRenderError
+from tests import istio_checks as checks
+
+ROOT = Path(__file__).resolve().parents[2]
+ISTIO = ROOT / "istio"
+KUBERNETES_VERSION = "1.32"
+RAW = yaml.safe_load(topo.DEFAULT_PATH.read_text())
+
+
+def _topology(change: Any = None) -> topo.Topology:
+    raw = copy.deepcopy(RAW)
+    if change:
+        change(raw)
+    return topo.parse(raw)
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+    m = obj["metadata"]
+    return obj["apiVersion"], obj["kind"], m.get("namespace", ""), m["name"]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return istio.objects(topo.load())
+
+
+def _applied(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What ``kubectl apply -k istio/`` sends: every object but the kustomizations and operator."""
+    skip = {"Kustomization", "IstioOperator"}
+    return [o for objs in rendered.values() for o in objs if o["kind"] not in skip]
+
+
+def test_the_checked_in_tree_is_current(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    expected = istio.render(topo.load())
+    found = {
+        str(p.relative_to(ISTIO)): p.read_text()
+        for p in ISTIO.rglob("*.yaml")
+        if p.relative_to(ISTIO).parts[0] != "experiments"  # the experiments' own overlays
+    }
+    assert sorted(found) == sorted(expected), "run `make k8s-render`"
+    stale = [path for path, text in expected.items() if found[path] != text]
+    assert not stale, f"stale: {stale}; run `make k8s-render`"
+
+
+def test_kustomize_builds_exactly_the_rendered_objects(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl on this machine (Debian's kubernetes-client has one)")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(ISTIO)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    built = {_key(o): o for o in yaml.safe_load_all(out) if o}
+    expected = {_key(o): o for o in _applied(rendered)}
+    assert sorted(built) == sorted(expected)
+    assert built == expected
+
+
+def test_core_objects_validate_against_the_kubernetes_schemas(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    core = [o for o in _applied(rendered) if "istio.io" not in o["apiVersion"]]
+    assert {o["kind"] for o in core} >= {"Namespace", "Deployment", "Service", "ServiceAccount"}
+    for obj in core:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_kubernetes_validation_refuses_an_unknown_field(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    deployment = copy.deepcopy(rendered["base/cart.yaml"][1])
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError, match="securityContxt"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_istio_objects_use_v1_and_validate_against_istios_crds(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    mesh = [o for o in _applied(rendered) if "istio.io" in o["apiVersion"]]
+    versions = {o["apiVersion"] for o in mesh}
+    assert versions == {"networking.istio.io/v1", "security.istio.io/v1", "telemetry.istio.io/v1"}
+    errors = [e for obj in mesh for e in checks.istio_errors(obj)]
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize(
+    "spoil, expected",
+    [
+        (lambda s: s["http"][0].update(timout="3s"), "'timout' was unexpected"),
+        (
+            lambda s: s["http"][0].update(timeout="3 s"),
+            "spec.http[0].timeout: must be a valid duration",
+        ),
+        (lambda s: s["http"][0]["retries"].update(attempts="two"), "is not of type 'integer'"),
+    ],
+)
+def test_the_istio_validation_refuses_a_wrong_virtual_service(
+    rendered: dict[str, list[dict[str, Any]]], spoil: Any, expected: str
+) -> None:
+    vs = copy.deepcopy(rendered["mesh/products.yaml"][0])
+    spoil(vs["spec"])
+    assert any(expected in e for e in checks.istio_errors(vs)), checks.istio_errors(vs)
+
+
+# -- workloads ----------------------------------------------------------------------------------
+
+
+def _deployments(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [o for o in _applied(rendered) if o["kind"] == "Deployment"]
+
+
+def lockdown_problems(deployment: dict[str, Any]) -> list[str]:
+    """What a workload lacks of the lock-down every pod must have."""
+    pod = deployment["spec"]["template"]["spec"]
+    name = deployment["metadata"]["name"]
+    problems = []
+    if pod.get("securityContext", {}).get("runAsNonRoot") is not True:
+        problems.append(f"{name}: the pod may run as root")
+    if pod.get("securityContext", {}).get("seccompProfile") != {"type": "RuntimeDefault"}:
+        problems.append(f"{name}: the pod has no RuntimeDefault seccomp profile")
+    writable = {m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
+    for c in pod["containers"]:
+        sc = c.get("securityContext", {})
+        where = f"{name}/{c['name']}"
+        checks_ = {
+            "runs as non-root": sc.get("runAsNonRoot") is True,
+            "has a read-only root filesystem": sc.get("readOnlyRootFilesystem") is True,
+            "cannot escalate privileges": sc.get("allowPrivilegeEscalation") is False,
+            "drops all capabilities": sc.get("capabilities", {}).get("drop") == ["ALL"],
+            "uses RuntimeDefault seccomp": sc.get("seccompProfile") == {"type": "RuntimeDefault"},
+            "has requests and limits": {"requests", "limits"} <= set(c.get("resources", {})),
+            "has a writable /tmp": "/tmp" in writable or "/data" in writable,
+        }
+        problems += [f"{where}: it never {what}" for what, ok in checks_.items() if not ok]
+    return problems
+
+
+def test_every_workload_is_locked_down(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    deployments = _deployments(rendered)
+    assert len(deployments) == len(topo.load().services) + 4  # redis, collector, jaeger, locust
+    problems = [p for d in deployments for p in lockdown_problems(d)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("securityContext", "runAsNonRoot"),
+        ("securityContext", "seccompProfile"),
+        ("containers", 0, "securityContext", "runAsNonRoot"),
+        ("containers", 0, "securityContext", "readOnlyRootFilesystem"),
+        ("containers", 0, "securityContext", "allowPrivilegeEscalation"),
+        ("containers", 0, "securityContext", "capabilities"),
+        ("containers", 0, "securityContext", "seccompProfile"),
+        ("containers", 0, "resources", "limits"),
+    ],
+)
+def test_the_lockdown_check_fails_when_a_setting_is_removed(
+    rendered: dict[str, list[dict[str, Any]]], path: tuple[Any, ...]
+) -> None:
+    for deployment in _deployments(rendered):
+        spoiled = copy.deepcopy(deployment)
+        node = spoiled["spec"]["template"]["spec"]
+        for step in path[:-1]:
+            node = node[step]
+        del node[path[-1]]
+        assert lockdown_problems(spoiled), f"{deployment['metadata']['name']} without {path}"
+
+
+def test_each_service_runs_the_image_with_probes_labels_and_its_identity(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    topology = topo.load()
+    for svc in topology.services.values():
+        account, *_, deployment, service = (
+            o for o in rendered[f"base/{svc.name}.yaml"] if o["kind"] != "PersistentVolumeClaim"
+        )
+        assert account["kind"] == "ServiceAccount" and account["metadata"]["name"] == svc.name
+        pod = deployment["spec"]["template"]
+        assert deployment["spec"]["replicas"] == svc.replicas
+        assert pod["metadata"]["labels"] == {"app": svc.name, "version": "v1"}
+        assert pod["spec"]["serviceAccountName"] == svc.name  # spiffe://.../sa/<name>
+        (container,) = pod["spec"]["containers"]
+        assert container["image"] == "mesh-boutique:latest"
+        assert container["command"] == ["boutique", "serve", svc.name]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["PORT"] == str(svc.port) and "PEER_PROXY" not in env  # Istio captures
+        (port,) = service["spec"]["ports"]
+        assert (port["name"], port["port"], port["targetPort"]) == (
+            f"http-{svc.name}",
+            80,
+            svc.port,
+        )
+
+
+def test_replicas_of_a_sqlite_service_share_one_database_on_one_node(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    claim, deployment = rendered["base/products.yaml"][1:3]
+    assert claim["kind"] == "PersistentVolumeClaim"
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+
+
+# -- what Istio cannot carry --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (lambda r: r["services"]["cart"].update(port=15006), "services.cart.port"),
+        (lambda r: r["services"]["orders"].update(port=443), "services.orders.port"),
+        (lambda r: r["services"].update(redis={"port": 8200}), "services.redis"),
+    ],
+)
+def test_a_topology_istio_cannot_carry_stops_the_render_naming_the_place(
+    change: Any, where: str
+) -> None:
+    with pytest.raises(IstioRenderError, match=rf"^{where}"):
+        istio.render(_topology(change))
+
+
+# -- equivalence with the local sidecars ----------------------------------------------------------
+
+
+def _envoy_configs(topology: topo.Topology, tmp: Path) -> dict[str, dict[str, Any]]:
+    placement = local_placement(topology, tmp, public_port=8080, base_port=15000, otlp_port=4318)
+    configs = {
+        name: envoy.sidecar(topology, placement, insts[0])
+        for name, insts in placement.instances.items()
+    }
+    return {**configs, "ingress": envoy.ingress(topology, placement)}
+
+
+def _by_kind(objs: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for os_ in objs.values() for o in os_ if o["kind"] == kind}
+
+
+def assert_equivalent(topology: topo.Topology, tmp: Path) -> int:
+    """Every call's policy on Istio equals the local sidecars'; returns the calls compared."""
+    local = _envoy_configs(topology, tmp)
+    rendered = istio.objects(topology)
+    vss = _by_kind(rendered, "VirtualService")
+    drs = _by_kind(rendered, "DestinationRule")
+    aps = _by_kind(rendered, "AuthorizationPolicy")
+    ingress_id = topology.spiffe_id("ingress")
+    gateway_id = f"spiffe://{topology.trust_domain}/ns/istio-system/sa/"
+    gateway_id += "istio-ingressgateway-service-account"
+    calls = 0
+    for callee in topology.services:
+        callers = topology.callers(callee)
+        clusters = [checks.envoy_cluster(local[c], callee) for c in callers]
+        if topology.exposed(callee):
+            clusters.append(checks.envoy_cluster(local["ingress"], callee))
+        if clusters:
+            assert checks.istio_cluster(drs[callee]) == checks.strictest(clusters), callee
+        for caller in callers:
+            assert checks.istio_routes(vss[callee], caller) == checks.envoy_routes(
+                local[caller], callee
+            ), f"{caller} -> {callee}"
+            calls += 1
+        allowed = {
+            gateway_id if p == ingress_id else p for p in checks.envoy_callers(local[callee])
+        }
+        assert checks.istio_callers(aps[callee]) == allowed, callee
+    assert _istio_edge(vss["ingress"]) == _envoy_edge(local["ingress"])
+    (telemetry,) = _by_kind(rendered, "Telemetry").values()
+    (tracing,) = telemetry["spec"]["tracing"]
+    for name, config in local.items():
+        manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        sampling = manager["typed_config"]["tracing"]["random_sampling"]["value"]
+        assert tracing["randomSamplingPercentage"] == sampling, name
+    return calls
+
+
+def _envoy_edge(config: dict[str, Any]) -> list[tuple[Any, ...]]:
+    (listener,) = config["static_resources"]["listeners"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (vhost,) = hcm["route_config"]["virtual_hosts"]
+    return [
+        (r["match"]["prefix"], r["route"]["cluster"], checks.to_ms(r["route"]["timeout"]))
+        + (checks.envoy_retries(r["route"]),)
+        for r in vhost["routes"]
+        if "route" in r
+    ]
+
+
+def _istio_edge(vs: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [
+        (r["match"][0]["uri"]["prefix"], r["route"][0]["destination"]["host"].split(".")[0])
+        + (checks.to_ms(r["timeout"]), checks.istio_retries(r))
+        for r in vs["spec"]["http"]
+    ]
+
+
+def test_every_call_carries_on_istio_the_policy_the_local_sidecars_carry(tmp_path: Path) -> None:
+    topology = topo.load()
+    calls = assert_equivalent(topology, tmp_path)
+    assert calls == sum(len(s.calls) for s in topology.services.values()) == 12
+
+
+def test_where_callers_disagree_the_destination_rule_takes_the_strictest(tmp_path: Path) -> None:
+    def disagree(raw: dict[str, Any]) -> None:
+        raw["services"]["cart"]["calls"]["products"].update(
+            circuit_breaker={"max_requests": 10, "max_connections": 999},
+            outlier_detection={"consecutive_5xx": 2, "base_ejection_time": "40s"},
+            retries={"attempts": 0},
+            connect_timeout="250ms",
+        )
+        raw["mesh"]["tracing"] = {"sampling": 12.5}
+        raw["mesh"]["ingress"]["retries"] = {"attempts": 3, "per_try_timeout": "2s"}
+
+    topology = _topology(disagree)
+    assert_equivalent(topology, tmp_path)
+    (dr,) = (
+        o for o in istio.objects(topology)["mesh/products.yaml"] if o["kind"] == "DestinationRule"
+    )
+    policy = dr["spec"]["trafficPolicy"]
+    assert policy["connectionPool"]["http"]["http2MaxRequests"] == 10  # cart's, the smallest
+    assert policy["connectionPool"]["tcp"]["maxConnections"] == 256  # the others', smaller
+    assert policy["outlierDetection"]["consecutive5xxErrors"] == 2
+    assert policy["outlierDetection"]["baseEjectionTime"] == "40s"
+    assert policy["connectionPool"]["tcp"]["connectTimeout"] == "250ms"
