@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from mesh.topology import _construct_mapping, _UniqueKeyLoader
+from mesh.fields import UniqueKeyLoader as _UniqueKeyLoader
+from mesh.fields import construct_mapping as _construct_mapping
 
 
 class SpecError(ValueError):
