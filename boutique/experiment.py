@@ -2,6 +2,8 @@
 
 list            every experiment: what it does, what it teaches, the verdict expected
 show NAME       one experiment in full, and the runtime keys it switches
+run NAME        run it under load (attached to the running mesh, or on a mesh of its own),
+                judge its hypotheses, write the report; exit 0 only when every one held
 apply NAME      switch its fault on in the running mesh (live, nothing restarts)
 clear           switch every fault off
 """
@@ -26,10 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser, where: Callable[..., None]) -
     sub.add_parser("list", help="every experiment, what it teaches and its expected verdict")
     show = sub.add_parser("show", help="one experiment in full")
     show.add_argument("name", help="a name from `boutique experiment list`, or a YAML file")
+    run = sub.add_parser("run", help="run an experiment under load and judge it")
+    run.add_argument("name")
+    run.add_argument("--results", metavar="DIR", help="default results/experiment-<name>-<time>/")
+    run.add_argument(
+        "--own-mesh",
+        action="store_true",
+        help="start a mesh of its own on free ports even when one runs (default: attach to it)",
+    )
     apply = sub.add_parser("apply", help="switch an experiment's fault on in the running mesh")
     apply.add_argument("name")
     clear = sub.add_parser("clear", help="switch every fault off in the running mesh")
-    for cmd in (apply, clear):
+    for cmd in (run, apply, clear):
         where(cmd)
     show.add_argument(
         "--topology", default=str(topo.DEFAULT_PATH), help="the topology (mesh/topology.yaml)"
@@ -126,9 +136,16 @@ def cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from loadgenerator.experiments import cli as run_cli
+
+    return run_cli.run_experiment(args, attach)
+
+
 ACTIONS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "show": cmd_show,
+    "run": cmd_run,
     "apply": cmd_apply,
     "clear": cmd_clear,
 }

@@ -15,7 +15,13 @@ success too, counted under a name of its own: under a long load the stock runs o
 is a failure whose message names the status, the problem's ``code`` and its ``detail``. So the
 plain ``/api/checkout`` row counts paid checkouts only (and failed ones as failures).
 
-Think times are ``SHOPPER_THINK_MIN`` to ``SHOPPER_THINK_MAX`` seconds (default 1 to 5).
+- ``PageProber`` (only when ``SHOPPER_PAGE_PROBERS`` > 0, that many): signs up through the
+  shop's pages and opens them (catalog, product, cart) as a browser would; counted as
+  ``[page] ...``, so the fault experiments can judge what the pages feel.
+
+Think times are ``SHOPPER_THINK_MIN`` to ``SHOPPER_THINK_MAX`` seconds (default 1 to 5). With
+``SHOPPER_REQUEST_LOG`` set, every request is also appended to that file as a CSV row (start
+time, method, name, milliseconds, 1 for a success or 0): the experiments' per-phase numbers.
 Run it with ``boutique load``, or by hand: ``locust -f loadgenerator/locustfile.py -H URL``.
 """
 
@@ -23,7 +29,9 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,11 +39,13 @@ from datetime import date
 from typing import Any
 
 import gevent
-from locust import HttpUser, between, events
+from locust import HttpUser, between, events, task
 from locust.env import Environment
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 THINK_MIN = float(os.environ.get("SHOPPER_THINK_MIN", "1"))
+PAGE_PROBERS = int(os.environ.get("SHOPPER_PAGE_PROBERS", "0"))
+REQUEST_LOG = os.environ.get("SHOPPER_REQUEST_LOG", "")
 THINK_MAX = float(os.environ.get("SHOPPER_THINK_MAX", "5"))
 
 GOOD_CARD = "4242 4242 4242 4242"
@@ -287,6 +297,102 @@ class DeclinedBuyer(Buyer):
     checkout_name = CHECKOUT_DECLINED
 
 
+class PageProber(HttpUser):
+    """Opens the shop's pages as a signed-in browser: catalog, a product, the cart. Every page
+    shows the cart's item count in its header, so each page asks the gateway for the cart."""
+
+    abstract = PAGE_PROBERS == 0
+    fixed_count = PAGE_PROBERS
+    wait_time = between(THINK_MIN, THINK_MAX)
+
+    def on_start(self) -> None:
+        self.signed_in = False
+        self.product_paths: list[str] = []
+
+    def page(self, method: str, path: str, name: str, **kwargs: Any) -> str:
+        with self.client.request(
+            method, path, name=f"[page] {name}", catch_response=True, **kwargs
+        ) as resp:
+            if resp.status_code == 200 and "text/html" in resp.headers.get("Content-Type", ""):
+                resp.success()
+                return resp.text or ""
+            resp.failure(f"{resp.status_code}: not the page")
+        return ""
+
+    def sign_up(self) -> None:
+        form = self.page("GET", "/signup", "/signup")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        if not csrf:
+            return
+        data = {
+            "csrf": csrf.group(1),
+            "email": f"prober-{uuid.uuid4().hex[:16]}@example.com",
+            "password": secrets.token_urlsafe(12),
+            "next": "/",
+        }
+        catalog = self.page("POST", "/signup", "/signup [form]", data=data)
+        self.signed_in = bool(catalog)
+
+    @task(3)
+    def catalog(self) -> None:
+        if not self.signed_in:
+            self.sign_up()
+        html = self.page("GET", "/", "/")
+        self.product_paths = re.findall(r'href="(/products/[^"?#]+)"', html) or self.product_paths
+
+    @task(3)
+    def product(self) -> None:
+        if self.product_paths:
+            self.page("GET", random.choice(self.product_paths), "/products/[id]")
+
+    @task(2)
+    def cart(self) -> None:
+        if self.signed_in:
+            self.page("GET", "/cart", "/cart")
+
+
+# -- the request log (the fault experiments' per-phase numbers) -----------------------------------
+
+
+_log_rows: list[str] = []
+
+
+@events.request.add_listener
+def _log_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    exception: BaseException | None = None,
+    start_time: float | None = None,
+    **_: Any,
+) -> None:
+    if REQUEST_LOG:
+        started = start_time if start_time is not None else time.time() - response_time / 1000
+        ok = 0 if exception else 1
+        _log_rows.append(f'{started:.3f},{request_type},"{name}",{response_time:.1f},{ok}\n')
+        if len(_log_rows) >= 50:
+            _flush_log()
+
+
+def _flush_log() -> None:
+    if REQUEST_LOG and _log_rows:
+        with open(REQUEST_LOG, "a", encoding="utf-8") as f:
+            f.writelines(_log_rows)
+        _log_rows.clear()
+
+
+@events.init.add_listener
+def _flush_every_second(environment: Environment, **_: Any) -> None:
+    if REQUEST_LOG:
+
+        def flush_forever() -> None:
+            while True:
+                gevent.sleep(1)
+                _flush_log()
+
+        gevent.spawn(flush_forever)
+
+
 # -- Locust's CSV stats ----------------------------------------------------------------------------
 
 
@@ -294,7 +400,9 @@ class DeclinedBuyer(Buyer):
 def _final_csv_stats(environment: Environment, **_: Any) -> None:
     """Locust rewrites its CSV stats once a second, so their last second would be missing: stop
     the shoppers and wait for one more write, so that the CSV files hold the final numbers."""
+    _flush_log()
     options = environment.parsed_options
     if environment.runner is not None and options is not None and options.csv_prefix:
         environment.runner.stop()
         gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.5)
+    _flush_log()

@@ -149,6 +149,6 @@ def test_the_cli_lists_and_shows_and_a_bad_name_is_a_clear_error(
     assert cli.main(["experiment", "list"]) == 0
     assert "timeout-shorter-than-delay  broken" in capsys.readouterr().out
     assert cli.main(["experiment", "show", "flaky-products"]) == 0
-    assert "fault.http.abort.abort_percent = 30" in capsys.readouterr().out
+    assert "fault.http.abort.abort_percent = 15" in capsys.readouterr().out
     assert cli.main(["experiment", "show", "nope"]) == 2
     assert "no experiment 'nope'; known: flaky-products" in capsys.readouterr().err

@@ -1,0 +1,130 @@
+"""``boutique experiment run NAME``: pick the target, run, report, and answer the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mesh import topology as topo
+from mesh.experiments import spec
+from mesh.experiments.targets import local_proxies
+from mesh.local import LocalOptions, LocalRun
+from mesh.processes import port_in_use
+
+from . import report, runner
+from .runner import Target
+
+
+def free_base(size: int = 200) -> int:
+    """The first of ``size`` consecutive free ports."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - size)
+        if not any(port_in_use(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def own_mesh(topology: topo.Topology) -> Target:
+    """A fresh local mesh on free ports, in a temporary folder removed when it stops."""
+    run_dir = Path(tempfile.mkdtemp(prefix="boutique-exp-"))
+    base = free_base()
+    options = LocalOptions(
+        run_dir=run_dir,
+        public_port=base + 190,
+        base_port=base,
+        redis_port=base + 191,
+        otlp_port=base + 192,
+        traces_port=base + 193,
+    )
+    local = LocalRun(topology, options)
+    try:
+        local.start()
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+    def stop() -> None:
+        local.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    return Target(
+        "local",
+        local.public_url,
+        list(local_proxies(local)),
+        traces_url=local.traces_url,
+        data_dir=local.run_dir / "data",
+        how=f"its own mesh on free ports, started in {local.started_s or 0:.0f} s",
+        stop=stop,
+    )
+
+
+def attached(local: LocalRun, proxies: list[Any]) -> Target:
+    return Target(
+        "local",
+        local.public_url,
+        proxies,
+        traces_url=local.traces_url,
+        data_dir=local.run_dir / "data",
+        how=f"the running mesh at {local.public_url}",
+    )
+
+
+def _progress() -> Callable[[str], None]:
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(line: str) -> None:
+        if tty:
+            print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
+        elif time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+def run_experiment(args: argparse.Namespace, attach: Callable[..., Any]) -> int:
+    topology = topo.load(args.topology)
+    exp = spec.load(args.name, topology)
+    results = Path(args.results or f"results/experiment-{exp.name}-{time.strftime('%H%M%S')}")
+    target = None
+    if not args.own_mesh:
+        try:
+            target = attached(*attach(args))
+        except RuntimeError:
+            target = None
+    if target is None:
+        print("no mesh runs here: starting one of its own on free ports...", file=sys.stderr)
+        target = own_mesh(topology)
+    print(f"{exp.name}: {exp.fault_text()}; {exp.duration_s:g} s on {target.how}", flush=True)
+    try:
+        outcome = runner.run(exp, target, results, _progress())
+    except (KeyboardInterrupt, runner.Stopped):
+        print("\nstopped: the fault is switched off, the shoppers stopped.", file=sys.stderr)
+        return 130
+    finally:
+        target.stop()
+    print(file=sys.stderr)
+    paths = report.write(outcome)
+    print(summary(outcome))
+    print(f"\nreport: {paths['md']} (and {paths['html'].name}, {paths['chart'].name}, "
+          f"{paths['json'].name})")  # fmt: skip
+    return 0 if outcome.held else 1
+
+
+def summary(o: runner.Outcome) -> str:
+    exp = o.experiment
+    expectation = "as expected" if o.verdict == exp.expected else f"expected {exp.expected}"
+    lines = [f"\nverdict: {o.verdict.upper()} ({expectation})"]
+    for v in o.verdicts:
+        lines.append(f"  {'held  ' if v.held else 'BROKEN'}  {v.text:<48} measured {v.shown}")
+    for t in o.traces[:3]:
+        lines.append(f"  trace {t['trace_id']} ({t['flag']} at {t['span']}, {t['status']})")
+    return "\n".join(lines)
