@@ -236,3 +236,29 @@ def istio_callers(policy: dict[str, Any]) -> set[str]:
         for source in rule["from"]
         for p in source["source"]["principals"]
     }
+
+
+def _template_regex(path: str) -> str:
+    """An Istio path template (``/orders/{*}/pay``) as the regex the local RBAC uses."""
+    segments = path.strip("/").split("/") if path != "/" else []
+    return "^/" + "/".join("[^/]+" if s == "{*}" else re.escape(s) for s in segments) + "$"
+
+
+def istio_access(policy: dict[str, Any]) -> dict[str, set[tuple[str, str, bool]]]:
+    """Per principal (a SPIFFE id): the (method, path regex, needs a user) it is allowed;
+    ("*", "*", ...) for any operation."""
+    out: dict[str, set[tuple[str, str, bool]]] = {}
+    for rule in policy["spec"].get("rules", []):
+        ops = {("*", "*")}
+        if "to" in rule:
+            ops = {
+                (m, _template_regex(p))
+                for to in rule["to"]
+                for m in to["operation"]["methods"]
+                for p in to["operation"]["paths"]
+            }
+        for source in rule["from"]:
+            user = bool(source["source"].get("requestPrincipals"))
+            for p in source["source"]["principals"]:
+                out.setdefault(f"spiffe://{p}", set()).update((m, r, user) for m, r in ops)
+    return out

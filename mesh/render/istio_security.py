@@ -3,9 +3,13 @@ the mesh config ``istioctl install -f istio/istio-operator.yaml`` needs.
 
 - PeerAuthentication ``default``: STRICT mTLS for the whole namespace.
 - AuthorizationPolicy ``allow-nothing``: the namespace denies by default; then per service one
-  ALLOW policy named after it, with the principals (SPIFFE ids, as in the local mode) of its
-  declared callers, and the ingress gateway's for a service the ingress routes to; Redis admits
-  the services that keep a store in it.
+  ALLOW policy named after it, one rule per declared caller: its principal (the SPIFFE id, as in
+  the local mode) and the operations its ``allow`` lists (methods and paths; a ``{name}``
+  segment becomes Istio's one-segment template ``{*}``), plus the ingress gateway's principal
+  for a service the ingress routes to. A ``user_scoped`` service also wants a verified user
+  token (``requestPrincipals``: the token's issuer). A caller with an ``allow`` list may also
+  read ``/healthz`` and ``/readyz``, without a user, as locally. Redis admits the services that
+  keep a store in it.
 - Telemetry ``tracing``: every sidecar's spans to the Collector (the ``otel`` extensionProvider).
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mesh.access import Operation
 from mesh.topology import Topology
 
 from .istio_meta import (
@@ -30,36 +35,62 @@ from .istio_meta import (
 )
 
 
-def callers_principals(topology: Topology, service: str) -> list[str]:
-    """The principals allowed to call ``service``: its callers', then the ingress gateway's."""
-    out = [principal(topology, c) for c in topology.callers(service)]
-    if topology.exposed(service):
-        out.append(ingress_principal(topology))
-    return out
+def operations(ops: tuple[Operation, ...]) -> list[dict[str, Any]]:
+    """``allow`` as Istio operations, one per method (paths in the order written)."""
+    by_method: dict[str, list[str]] = {}
+    for op in ops:
+        path = "/" + "/".join("{*}" if s.startswith("{") else s for s in op.segments)
+        by_method.setdefault(op.method, []).append(path)
+    return [{"operation": {"methods": [m], "paths": paths}} for m, paths in by_method.items()]
 
 
-def _allow(topology: Topology, name: str, principals: list[str]) -> dict[str, Any]:
-    rules = [{"from": [{"source": {"principals": principals}}]}] if principals else []
+HEALTH = (Operation("GET", "/healthz"), Operation("GET", "/readyz"))
+
+
+def _rule(
+    principal_: str, ops: tuple[Operation, ...] | None, user_issuer: str | None
+) -> dict[str, Any]:
+    source: dict[str, Any] = {"principals": [principal_]}
+    if user_issuer:
+        source["requestPrincipals"] = [f"{user_issuer}/*"]
+    rule: dict[str, Any] = {"from": [{"source": source}]}
+    if ops is not None:
+        rule["to"] = operations(ops)
+    return rule
+
+
+def _allow(topology: Topology, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
     return obj(
         SECURITY,
         "AuthorizationPolicy",
         meta(name, topology.namespace, app=name),
-        spec={
-            "selector": {"matchLabels": {"app": name}},
-            "action": "ALLOW",
-            "rules": rules,
-        },
+        spec={"selector": {"matchLabels": {"app": name}}, "action": "ALLOW", "rules": rules},
     )
 
 
 def authorization(topology: Topology, service: str) -> dict[str, Any]:
     """One service's ALLOW policy; with no callers, no rule, so nothing is allowed."""
-    return _allow(topology, service, callers_principals(topology, service))
+    user = topology.user_token.issuer if topology.service(service).user_scoped else None
+    callers = {
+        principal(topology, c): topology.allowed(c, service) for c in topology.callers(service)
+    }
+    if topology.exposed(service):
+        callers[ingress_principal(topology)] = None  # the edge forwards the public API whole
+    rules = []
+    for who, ops in callers.items():
+        rules.append(_rule(who, ops, user))
+        if ops is not None:
+            rules.append(_rule(who, HEALTH, None))  # a caller may always ask if it is up
+    return _allow(topology, service, rules)
 
 
 def redis_authorization(topology: Topology) -> dict[str, Any]:
-    owners = [s.name for s in topology.services.values() if "redis" in s.stores]
-    return _allow(topology, REDIS, [principal(topology, s) for s in owners])
+    owners = [
+        principal(topology, s.name) for s in topology.services.values() if "redis" in s.stores
+    ]
+    return _allow(
+        topology, REDIS, [{"from": [{"source": {"principals": owners}}]}] if owners else []
+    )
 
 
 def namespace_policies(topology: Topology) -> list[dict[str, Any]]:

@@ -51,7 +51,12 @@ def caller_routes(
 ) -> list[dict[str, Any]]:
     r = policy.retries
     source = {"sourceLabels": {"app": caller}}
-    base = {"route": [_destination(topology, callee)], "timeout": duration(policy.timeout_ms)}
+    base = {
+        "route": [_destination(topology, callee)],
+        "timeout": duration(policy.timeout_ms),
+        # the callee's sidecar sets it from the verified user token; a caller never does
+        "headers": {"request": {"remove": [topology.user_token.user_header]}},
+    }
     full = retries(",".join(r.on), r.attempts, r.per_try_timeout_ms)
     never = retries(NEVER_REACHED, r.attempts, r.per_try_timeout_ms)
     method = {"method": {"regex": SAFE_METHODS}}
@@ -152,6 +157,7 @@ def gateway(topology: Topology) -> list[dict[str, Any]]:
             "match": [{"uri": {"prefix": r.prefix}}],
             "route": [_destination(topology, r.service)],
             "timeout": duration(r.timeout_ms),
+            "headers": {"request": {"remove": [topology.user_token.user_header]}},
             "retries": retries(
                 ",".join(r.retries.on), r.retries.attempts, r.retries.per_try_timeout_ms
             ),

@@ -326,6 +326,22 @@ def test_every_call_carries_on_istio_the_policy_the_local_sidecars_carry(tmp_pat
     assert calls == sum(len(s.calls) for s in topology.services.values()) == 12
 
 
+def test_each_caller_may_use_on_istio_only_the_operations_the_topology_allows() -> None:
+    topology = topo.load()
+    policies = _by_kind(istio.objects(topology), "AuthorizationPolicy")
+    health = {("GET", "^/healthz$", False), ("GET", "^/readyz$", False)}
+    for callee, svc in topology.services.items():
+        access = checks.istio_access(policies[callee])
+        for caller in topology.callers(callee):
+            ops = topology.allowed(caller, callee)
+            assert ops, f"{caller} -> {callee}: the shop's topology lists every call's operations"
+            expected = {(op.method, op.regex, svc.user_scoped) for op in ops} | health
+            assert access[topology.spiffe_id(caller)] == expected, f"{caller} -> {callee}"
+    # a path parameter is one whole segment: Istio's {*} template
+    orders = checks.istio_access(policies["orders"])[topology.spiffe_id("payment")]
+    assert ("POST", "^/orders/[^/]+/pay$", True) in orders
+
+
 def test_where_callers_disagree_the_destination_rule_takes_the_strictest(tmp_path: Path) -> None:
     def disagree(raw: dict[str, Any]) -> None:
         raw["services"]["cart"]["calls"]["products"].update(
