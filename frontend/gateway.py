@@ -51,9 +51,8 @@ async def call(
         raise GatewayProblem(unreachable.status, unreachable.details) from None
     if reply.status in ok:
         return reply.data
-    data = reply.data
-    if isinstance(data, dict) and data.get("status") == reply.status:
-        raise GatewayProblem(reply.status, data)
+    if (body := reply.own_problem) is not None:
+        raise GatewayProblem(reply.status, body)
     # Not a problem the gateway wrote (the mesh's own 503, say): name the gateway.
     failed = reply.problem()
     raise GatewayProblem(failed.status, failed.details)

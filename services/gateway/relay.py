@@ -29,9 +29,8 @@ def relay(reply: kit.PeerReply, *ok: int) -> Any:
     """
     if reply.status in ok:
         return reply.data
-    body = reply.data
-    ours = isinstance(body, dict) and body.get("status") == reply.status
-    if ours and (reply.status < 500 or body.get("code")):
+    body = reply.own_problem
+    if body is not None and (reply.status < 500 or body.get("code")):
         raise PeerProblem(reply.status, body)
     raise reply.problem()
 

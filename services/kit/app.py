@@ -7,9 +7,9 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
 from aiohttp import web
 
+from . import openapi as contract
 from . import telemetry
 from .identity import user_token_middleware
 from .keys import OPENAPI, OPENAPI_TEXT, READINESS, SETTINGS, CleanupCtx
@@ -28,7 +28,8 @@ def create_app(
 
     ``contexts`` open and close the service's resources (database, Redis, peer client); each may
     register a readiness check by appending ``(name, async_fn)`` to ``app[READINESS]``.
-    ``openapi`` is the service's contract, served as is at ``/openapi.yaml`` and ``/openapi.json``.
+    ``openapi`` is the service's contract, served at ``/openapi.yaml`` and ``/openapi.json`` as one
+    document, with the kit's shared components bundled in (see :mod:`services.kit.openapi`).
     """
     telemetry.instrument_server()
     app = web.Application(
@@ -38,8 +39,8 @@ def create_app(
     app[SETTINGS] = settings
     app[READINESS] = []
     if openapi is not None:
-        app[OPENAPI_TEXT] = openapi.read_text()
-        app[OPENAPI] = yaml.load(app[OPENAPI_TEXT], Loader=yaml.CSafeLoader)
+        app[OPENAPI] = contract.load(openapi)
+        app[OPENAPI_TEXT] = contract.dump(app[OPENAPI])
     app.cleanup_ctx.extend(contexts)
     app.router.add_routes(routes)
     app.router.add_get("/healthz", healthz)

@@ -40,6 +40,15 @@ class PeerReply:
             return self.data
         raise self.problem()
 
+    @property
+    def own_problem(self) -> dict[str, Any] | None:
+        """The body, when it is a problem one of our services wrote (RFC 9457, its ``status``
+        the answer's); None for anything else, such as the mesh's own 503 or 504."""
+        body = self.data
+        if isinstance(body, dict) and body.get("status") == self.status and self.status >= 400:
+            return body
+        return None
+
     def problem(self) -> Problem:
         detail = self.data.get("detail") if isinstance(self.data, dict) else None
         if self.status in (503, 504):

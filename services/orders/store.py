@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.kit.idempotency import once
+
 metadata = MetaData()
 
 orders = Table(
@@ -68,10 +70,11 @@ async def create(
     engine: AsyncEngine, user: str, key: str, items: list[dict[str, Any]], currency: str
 ) -> tuple[Order, bool]:
     """The order for ``(user, key)``: created now (``True``) or the one made before (``False``)."""
-    async with engine.begin() as conn:
-        existing = await _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
-        if existing is not None:
-            return existing, False
+
+    async def find(conn: AsyncConnection) -> Order | None:
+        return await _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
+
+    async def make(conn: AsyncConnection) -> Order:
         order_id, stamp = new_order_id(), now()
         lines = [
             {**item, "line_total_cents": item["quantity"] * item["unit_price_cents"]}
@@ -94,8 +97,10 @@ async def create(
             [{"order_id": order_id, "position": i, **line} for i, line in enumerate(lines)],
         )
         created = await _one(conn, orders.c.id == order_id)
-    assert created is not None
-    return created, True
+        assert created is not None
+        return created
+
+    return await once(engine, find, make)
 
 
 async def get(engine: AsyncEngine, user: str, order_id: str) -> Order | None:

@@ -19,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.kit.idempotency import once
+
 from .cards import CardFacts
 
 metadata = MetaData()
@@ -68,10 +70,11 @@ async def record(
     card: CardFacts,
 ) -> tuple[Charge, bool]:
     """Record the decided charge (committed); ``False`` when the key already had one."""
-    async with engine.begin() as conn:
-        existing = await _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
-        if existing is not None:
-            return existing, False
+
+    async def find(conn: AsyncConnection) -> Charge | None:
+        return await _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
+
+    async def make(conn: AsyncConnection) -> Charge:
         charge_id, stamp = "ch_" + secrets.token_hex(12), now()
         await conn.execute(
             charges.insert().values(
@@ -93,8 +96,10 @@ async def record(
             )
         )
         created = await _one(conn, charges.c.id == charge_id)
-    assert created is not None
-    return created, True
+        assert created is not None
+        return created
+
+    return await once(engine, find, make)
 
 
 async def refund(engine: AsyncEngine, charge_id: str) -> None:

@@ -29,8 +29,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.kit.idempotency import once
 
 metadata = MetaData()
 
@@ -158,54 +159,56 @@ async def reserve(
     the whole transaction, so nothing is held.
     """
     created_at = int(now)
-    try:
-        async with engine.begin() as conn:
-            existing = await _load(conn, key)
-            if existing is not None:
-                return existing, False
-            ids = [pid for pid, _ in items]
-            known = set(
-                (await conn.execute(select(products.c.id).where(products.c.id.in_(ids)))).scalars()
+
+    async def find(conn: AsyncConnection) -> Reservation | None:
+        return await _load(conn, key)
+
+    async def make(conn: AsyncConnection) -> Reservation:
+        await _hold(conn, key, items, created_at, created_at + ttl)
+        return Reservation(key, HELD, list(items), created_at, created_at + ttl)
+
+    return await once(engine, find, make)
+
+
+async def _hold(
+    conn: AsyncConnection,
+    key: str,
+    items: Sequence[tuple[str, int]],
+    created_at: int,
+    expires_at: int,
+) -> None:
+    ids = [pid for pid, _ in items]
+    known = set((await conn.execute(select(products.c.id).where(products.c.id.in_(ids)))).scalars())
+    if unknown := [pid for pid in ids if pid not in known]:
+        raise UnknownProducts(unknown)
+    # The reservation row first: a concurrent insert of the same key waits on it
+    # (PostgreSQL) and then fails, instead of holding stock twice.
+    await conn.execute(
+        reservations.insert().values(
+            key=key, status=HELD, created_at=created_at, expires_at=expires_at
+        )
+    )
+    for pid, quantity in sorted(items):  # one lock order for every writer
+        held = await conn.execute(
+            update(products)
+            .where(products.c.id == pid, products.c.available >= quantity)
+            .values(
+                available=products.c.available - quantity,
+                reserved=products.c.reserved + quantity,
             )
-            if unknown := [pid for pid in ids if pid not in known]:
-                raise UnknownProducts(unknown)
-            # The reservation row first: a concurrent insert of the same key waits on it
-            # (PostgreSQL) and then fails, instead of holding stock twice.
-            await conn.execute(
-                reservations.insert().values(
-                    key=key, status=HELD, created_at=created_at, expires_at=created_at + ttl
-                )
-            )
-            for pid, quantity in sorted(items):  # one lock order for every writer
-                held = await conn.execute(
-                    update(products)
-                    .where(products.c.id == pid, products.c.available >= quantity)
-                    .values(
-                        available=products.c.available - quantity,
-                        reserved=products.c.reserved + quantity,
-                    )
-                )
-                if held.rowcount != 1:
-                    available = (
-                        await conn.execute(select(products.c.available).where(products.c.id == pid))
-                    ).scalar_one()
-                    raise OutOfStock(pid, available)
-            await conn.execute(
-                reservation_items.insert(),
-                [
-                    {"reservation_key": key, "product_id": pid, "line": n, "quantity": quantity}
-                    for n, (pid, quantity) in enumerate(items)
-                ],
-            )
-    except IntegrityError:
-        # Only reachable where writers do not serialise at BEGIN (PostgreSQL): the same key was
-        # inserted by a concurrent request, whose reservation is the answer.
-        async with engine.connect() as conn:
-            existing = await _load(conn, key)
-        if existing is None:
-            raise
-        return existing, False
-    return Reservation(key, HELD, list(items), created_at, created_at + ttl), True
+        )
+        if held.rowcount != 1:
+            available = (
+                await conn.execute(select(products.c.available).where(products.c.id == pid))
+            ).scalar_one()
+            raise OutOfStock(pid, available)
+    await conn.execute(
+        reservation_items.insert(),
+        [
+            {"reservation_key": key, "product_id": pid, "line": n, "quantity": quantity}
+            for n, (pid, quantity) in enumerate(items)
+        ],
+    )
 
 
 async def get_reservation(engine: AsyncEngine, key: str) -> Reservation | None:
