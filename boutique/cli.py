@@ -4,7 +4,8 @@ boutique up [--no-mesh]    run redis-server, the trace store, every service with
                            sidecar, and the ingress; Ctrl-C stops them all
 boutique up --load         ...with a steady background load of Locust shoppers
 boutique load              drive the running shop with Locust shoppers (headless or web UI)
-boutique render            write the local mesh's Envoy configs and certificates
+boutique render [--check]  write the renderings checked in (envoy/local/), or check them
+boutique render --run-dir DIR   one run's Envoy configs and certificates, in DIR
 boutique traces [ID]       recent traces, or one trace as a tree
 boutique bench [--quick]   what the mesh costs: latency, CPU, memory, mesh on against off
 boutique experiment ...    fault-injection experiments: list, show, run, apply, clear
@@ -26,6 +27,7 @@ from loadgenerator.bench import cli as bench_cli
 from mesh import topology as topo
 from mesh.local import LocalOptions, LocalRun
 from mesh.processes import StartError
+from mesh.render import targets
 from mesh.restarts import CRASH_LOOP
 from tracestore import server as tracestore
 from tracestore import terminal
@@ -64,9 +66,26 @@ def _local_run(args: argparse.Namespace, mesh: bool = True) -> LocalRun:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    run = _local_run(args)
-    for name, path in run.render().items():
-        print(f"{name:<12} {path}")
+    if args.run_dir is not None:
+        if args.check:
+            print("boutique render: --check compares the tree, not a run dir", file=sys.stderr)
+            return 2
+        run = _local_run(args)
+        for name, path in run.render().items():
+            print(f"{name:<12} {path}")
+        return 0
+    topology = topo.load(args.topology)
+    if args.check:
+        drift = targets.check(topology, Path(args.root))
+        for line in drift.lines():
+            print(line)
+        if drift:
+            print("boutique render: the renderings are out of date; run `boutique render`")
+            return 1
+        print("the renderings are up to date")
+        return 0
+    for line in targets.write(topology, Path(args.root)) or ["the renderings were up to date"]:
+        print(line)
     return 0
 
 
@@ -112,7 +131,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return code
 
 
-def _where(cmd: argparse.ArgumentParser) -> None:
+def _where(cmd: argparse.ArgumentParser, run_dir: str | None = ".run") -> None:
     """The options that say where the local mesh runs (shared by `up` and `render`)."""
     cmd.add_argument("--port", type=int, default=8080, help="the public port (default 8080)")
     cmd.add_argument(
@@ -125,7 +144,7 @@ def _where(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--traces-port", type=int, default=16686, help="trace view and Jaeger API (16686)"
     )
-    cmd.add_argument("--run-dir", default=".run", help="logs, data, configs (default .run)")
+    cmd.add_argument("--run-dir", default=run_dir, help="logs, data, configs (default .run)")
     cmd.add_argument(
         "--topology", default=str(topo.DEFAULT_PATH), help="the topology (mesh/topology.yaml)"
     )
@@ -169,8 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     _where(up)
     up.set_defaults(func=cmd_up)
 
-    render = sub.add_parser("render", help="write the local Envoy configs and certificates")
-    _where(render)
+    render = sub.add_parser(
+        "render", help="write the renderings checked in (envoy/local/), or one run's configs"
+    )
+    _where(render, run_dir=None)
+    render.add_argument(
+        "--check", action="store_true", help="fail, naming the files, when a rendering is stale"
+    )
+    render.add_argument(
+        "--root", default=str(targets.ROOT), help="the repository to write or check (this one)"
+    )
     render.set_defaults(func=cmd_render)
 
     traces = sub.add_parser("traces", help="recent traces, or one trace as a tree")

@@ -254,13 +254,18 @@ class LocalRun:
             ports=(admin_port, *ports),
         )
 
+    def mint(self) -> None:
+        """Mint this run's identities: a CA, and a certificate per service and the ingress."""
+        topo = self.topology
+        ca = LocalCA(self.run_dir / "certs", topo.trust_domain)
+        for name in [*topo.services, "ingress"]:
+            ca.issue(topo.spiffe_id(name), name)
+
     def render(self) -> dict[str, Path]:
         """Mint identities and write every Envoy config into the run directory."""
         assert self.placement is not None
         topo, placement = self.topology, self.placement
-        ca = LocalCA(self.run_dir / "certs", topo.trust_domain)
-        for name in [*topo.services, "ingress"]:
-            ca.issue(topo.spiffe_id(name), name)
+        self.mint()
         (self.run_dir / "sockets").mkdir(parents=True, exist_ok=True)
         out = self.run_dir / "envoy"
         out.mkdir(parents=True, exist_ok=True)
