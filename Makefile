@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint format clean bench bench-quick k8s-render .system-packages
+.PHONY: setup run test lint format clean bench bench-quick k8s-render k8s-secrets .system-packages
 
 setup: $(STAMP) .system-packages
 
@@ -50,6 +50,11 @@ bench-quick: setup
 # The Kubernetes + Istio tree istio/, rendered from mesh/topology.yaml (docs/kubernetes.md).
 k8s-render: $(STAMP)
 	$(PY) -m mesh.render.istio
+
+# Mint one install's secrets (user-token key, Redis users) and apply them with kubectl, after
+# `kubectl apply -k istio/`; an install that has them keeps them.
+k8s-secrets: $(STAMP)
+	$(PY) -m mesh.k8s_secrets
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

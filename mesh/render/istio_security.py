@@ -84,6 +84,27 @@ def authorization(topology: Topology, service: str) -> dict[str, Any]:
     return _allow(topology, service, rules)
 
 
+def request_authentication(topology: Topology, jwks: str) -> dict[str, Any]:
+    """Every sidecar verifies the user token (``X-User-Token``) with the install's public key
+    and hands its app the verified subject as ``X-User-Id``; applied by `make k8s-secrets`,
+    which mints the key."""
+    token = topology.user_token
+    rule = {
+        "issuer": token.issuer,
+        "audiences": [token.audience],
+        "jwks": jwks,
+        "fromHeaders": [{"name": token.header}],
+        "forwardOriginalToken": True,
+        "outputClaimToHeaders": [{"header": token.user_header, "claim": "sub"}],
+    }
+    return obj(
+        SECURITY,
+        "RequestAuthentication",
+        meta("user-token", topology.namespace),
+        spec={"jwtRules": [rule]},
+    )
+
+
 def redis_authorization(topology: Topology) -> dict[str, Any]:
     owners = [
         principal(topology, s.name) for s in topology.services.values() if "redis" in s.stores

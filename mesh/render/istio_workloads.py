@@ -37,6 +37,9 @@ REDIS_UID = 999  # the image's redis user
 COLLECTOR_IMAGE = "otel/opentelemetry-collector:0.115.1"
 JAEGER_IMAGE = "jaegertracing/all-in-one:1.64.0"
 DATA_DIR = "/var/lib/boutique"
+# Secrets minted per install by `make k8s-secrets` (mesh/k8s_secrets.py), never rendered here.
+SIGNER_SECRET, REDIS_ACL_SECRET = "user-token-key", "redis-acl"
+SIGNER_DIR, REDIS_ACL_DIR = "/var/run/secrets/boutique/user-token", "/etc/redis"
 NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
 
 
@@ -67,8 +70,37 @@ def pod_security(uid: int) -> dict[str, Any]:
     }
 
 
-def _env(values: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": k, "value": v} for k, v in values.items()]
+def _env(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """A value, or a ``(secret, key)`` pair read from a Secret."""
+    return [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": v[0], "key": v[1]}}}
+        if isinstance(v, tuple)
+        else {"name": k, "value": v}
+        for k, v in values.items()
+    ]
+
+
+def redis_secret(service: str) -> str:
+    return f"redis-{service}"
+
+
+def minted_secrets(
+    topology: Topology, key_pem: str, acl: str, passwords: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The Secrets `make k8s-secrets` applies: what the workloads below read, and no more."""
+    ns = topology.namespace
+
+    def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+        return obj("v1", "Secret", meta(name, ns), type="Opaque", stringData=data)
+
+    out = [
+        secret(SIGNER_SECRET, {"key.pem": key_pem}),
+        secret(REDIS_ACL_SECRET, {"users.acl": acl}),
+    ]
+    for svc, password in passwords.items():
+        url = f"redis://{svc}:{password}@{REDIS}:{REDIS_PORT}/0"
+        out.append(secret(redis_secret(svc), {"url": url}))
+    return out
 
 
 def _deployment(
@@ -124,8 +156,8 @@ def _probe(path: str, seconds: int, failures: int) -> dict[str, Any]:
     }
 
 
-def service_env(topology: Topology, svc: Service) -> dict[str, str]:
-    env = {
+def service_env(topology: Topology, svc: Service) -> dict[str, Any]:
+    env: dict[str, Any] = {
         "SERVICE_NAME": svc.name,
         "HOST": "0.0.0.0",
         "PORT": str(svc.port),
@@ -135,7 +167,15 @@ def service_env(topology: Topology, svc: Service) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     if "redis" in svc.stores:
-        env["REDIS_URL"] = f"redis://{REDIS}:{REDIS_PORT}/0"
+        env["REDIS_URL"] = (redis_secret(svc.name), "url")  # its own Redis user
+    token = topology.user_token
+    if svc.name == token.signer:
+        env |= {
+            "USER_TOKEN_KEY_FILE": f"{SIGNER_DIR}/key.pem",
+            "USER_TOKEN_ISSUER": token.issuer,
+            "USER_TOKEN_AUDIENCE": token.audience,
+            "USER_TOKEN_TTL_SECONDS": str(token.ttl_s),
+        }
     return env
 
 
@@ -144,6 +184,12 @@ def service_workload(topology: Topology, svc: Service) -> list[dict[str, Any]]:
     volumes = {"tmp": "/tmp"}
     pod_volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     claim: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if svc.name == topology.user_token.signer:
+        mounts.append({"name": "user-token", "mountPath": SIGNER_DIR, "readOnly": True})
+        pod_volumes.append(
+            {"name": "user-token", "secret": {"secretName": SIGNER_SECRET, "defaultMode": 0o400}}
+        )
     if "sqlite" in svc.stores:
         volumes["data"] = DATA_DIR
         pod_volumes.append(
@@ -171,7 +217,7 @@ def service_workload(topology: Topology, svc: Service) -> list[dict[str, Any]]:
         "livenessProbe": _probe("/healthz", 10, 3),
         "resources": resources("50m", "96Mi", "500m", "256Mi"),
         "securityContext": container_security(),
-        "volumeMounts": _mounts(volumes),
+        "volumeMounts": _mounts(volumes) + mounts,
     }
     pod: dict[str, Any] = {
         "serviceAccountName": svc.name,
@@ -228,8 +274,10 @@ def _simple_pod(
 
 
 def redis(topology: Topology) -> list[dict[str, Any]]:
-    """One Redis for the sessions and carts (in the mesh: only its owners may reach it)."""
+    """One Redis for the sessions and carts: only its owners reach it (mesh), each as its own
+    ACL user (the ACL file minted by `make k8s-secrets`)."""
     args = ["redis-server", "--save", "", "--appendonly", "no", "--dir", "/data"]
+    args += ["--aclfile", f"{REDIS_ACL_DIR}/users.acl"]
     pod = _simple_pod(
         REDIS,
         REDIS_IMAGE,
@@ -240,6 +288,12 @@ def redis(topology: Topology) -> list[dict[str, Any]]:
         readinessProbe={"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
     )
     pod["containers"][0]["command"] = pod["containers"][0].pop("args")
+    pod["containers"][0]["volumeMounts"].append(
+        {"name": "acl", "mountPath": REDIS_ACL_DIR, "readOnly": True}
+    )
+    pod["volumes"].append(
+        {"name": "acl", "secret": {"secretName": REDIS_ACL_SECRET, "defaultMode": 0o400}}
+    )
     return [
         obj("v1", "ServiceAccount", meta(REDIS, topology.namespace, app=REDIS)),
         _deployment(topology, REDIS, pod),

@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from mesh import k8s_secrets
 from mesh import topology as topo
 from mesh.placement import local_placement
 from mesh.render import envoy, istio
@@ -206,7 +207,7 @@ def test_each_service_runs_the_image_with_probes_labels_and_its_identity(
         assert container["command"] == ["boutique", "serve", svc.name]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["PORT"] == str(svc.port) and "PEER_PROXY" not in env  # Istio captures
         (port,) = service["spec"]["ports"]
         assert (port["name"], port["port"], port["targetPort"]) == (
@@ -364,3 +365,89 @@ def test_where_callers_disagree_the_destination_rule_takes_the_strictest(tmp_pat
     assert policy["outlierDetection"]["consecutive5xxErrors"] == 2
     assert policy["outlierDetection"]["baseEjectionTime"] == "40s"
     assert policy["connectionPool"]["tcp"]["connectTimeout"] == "250ms"
+
+
+# -- the secrets of one install -----------------------------------------------------------------
+
+
+def _reads(deployment: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(kind, name, key) of every Secret and ConfigMap a workload reads ("" for all keys)."""
+    pod = deployment["spec"]["template"]["spec"]
+    out = set()
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            out.add(("Secret", volume["secret"]["secretName"], ""))
+        if "configMap" in volume:
+            out.add(("ConfigMap", volume["configMap"]["name"], ""))
+    for c in pod["containers"]:
+        for e in c.get("env", []):
+            if "valueFrom" in e:
+                ref = e["valueFrom"]["secretKeyRef"]
+                out.add(("Secret", ref["name"], ref["key"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def minted(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return k8s_secrets.objects(topo.load(), tmp_path_factory.mktemp("mint"))
+
+
+def test_every_secret_a_workload_reads_is_rendered_or_minted(
+    rendered: dict[str, list[dict[str, Any]]], minted: list[dict[str, Any]]
+) -> None:
+    available = {
+        (o["kind"], o["metadata"]["name"], key)
+        for o in [*_applied(rendered), *minted]
+        if o["kind"] in {"Secret", "ConfigMap"}
+        for key in ["", *o.get("data", {}), *o.get("stringData", {})]
+    }
+    reads = {r for d in _deployments(rendered) for r in _reads(d)}
+    assert ("Secret", "user-token-key", "") in reads and ("Secret", "redis-cart", "url") in reads
+    assert reads <= available, reads - available
+    # the signing key reaches the signer alone
+    signer = topo.load().user_token.signer
+    for deployment in _deployments(rendered):
+        has_key = ("Secret", "user-token-key", "") in _reads(deployment)
+        assert has_key == (deployment["metadata"]["name"] == signer)
+
+
+def test_minted_objects_validate_and_verify_the_local_token(minted: list[dict[str, Any]]) -> None:
+    topology = topo.load()
+    secrets = [o for o in minted if o["kind"] == "Secret"]
+    for secret in secrets:
+        kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    redis_users = {s["metadata"]["name"] for s in secrets} - {"user-token-key", "redis-acl"}
+    owners = {s.name for s in topology.services.values() if "redis" in s.stores}
+    assert redis_users == {f"redis-{name}" for name in owners}
+    (auth,) = (o for o in minted if o["kind"] == "RequestAuthentication")
+    assert not checks.istio_errors(auth), checks.istio_errors(auth)
+    (rule,) = auth["spec"]["jwtRules"]
+    token = topology.user_token
+    assert (rule["issuer"], rule["audiences"], rule["fromHeaders"]) == (
+        token.issuer,
+        [token.audience],
+        [{"name": token.header}],
+    )
+    assert rule["outputClaimToHeaders"] == [{"header": token.user_header, "claim": "sub"}]
+    assert yaml.safe_load(rule["jwks"])["keys"][0]["alg"] == "ES256"
+
+
+def test_k8s_secrets_go_to_kubectl_on_stdin_only_and_once(tmp_path: Path) -> None:
+    """A stand-in kubectl records what it is given; an install with secrets keeps them."""
+    log = tmp_path / "calls"
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(
+        "#!/bin/sh\n"
+        f'echo "ARGS $*" >> {log}\n'
+        f'if [ "$1" = apply ]; then cat >> {log}; touch {tmp_path}/applied; fi\n'
+        f'if [ "$3" = get ] && [ -e {tmp_path}/applied ]; then echo secret/user-token-key; fi\n'
+    )
+    kubectl.chmod(0o755)
+    topology = topo.load()
+    assert "minted" in k8s_secrets.apply(topology, str(kubectl))
+    calls = log.read_text()
+    args = [line for line in calls.splitlines() if line.startswith("ARGS")]
+    assert args[-1] == "ARGS apply -f -"
+    assert "PRIVATE KEY" in calls and not any("PRIVATE" in a or "redis://" in a for a in args)
+    assert "nothing minted" in k8s_secrets.apply(topology, str(kubectl))
+    assert log.read_text().count("ARGS apply") == 1
