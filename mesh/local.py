@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from .admin import Admin
 from .ca import LocalCA
 from .placement import Instance, Placement, local_placement
 from .processes import Child, StartError, Supervisor, http_ok, redis_ok, unix_http_ok
@@ -250,7 +251,7 @@ class LocalRun:
             f"envoy:{name}",
             argv,
             self.log(f"envoy-{name}"),
-            ready=partial(http_ok, f"http://{self.options.host}:{admin_port}/ready"),
+            ready=Admin(f"http://{self.options.host}:{admin_port}").ready,
             ports=(admin_port, *ports),
         )
 

@@ -5,12 +5,9 @@ Locally: every instance's Envoy admin, at the addresses the local run gives (nev
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from typing import Any
 
+from mesh.admin import Admin
 from mesh.local import LocalRun
 
 
@@ -20,36 +17,17 @@ class LocalProxy:
     service: str
     admin_url: str
 
-    def _get(self, path: str, method: str = "GET") -> str:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        req = urllib.request.Request(self.admin_url + path, method=method)
-        with opener.open(req, timeout=10) as resp:
-            return resp.read().decode()
+    def __post_init__(self) -> None:
+        self.admin = Admin(self.admin_url)
 
     def runtime_modify(self, values: dict[str, str]) -> None:
-        self._get("/runtime_modify?" + urllib.parse.urlencode(values), method="POST")
+        self.admin.runtime_modify(values)
 
     def admin_layer(self) -> dict[str, str]:
-        data: dict[str, Any] = json.loads(self._get("/runtime"))
-        layers = data.get("layers", [])
-        if "admin" not in layers:
-            return {}
-        at = layers.index("admin")
-        out = {}
-        for key, entry in data.get("entries", {}).items():
-            values = entry.get("layer_values", [])
-            if at < len(values) and values[at] != "":
-                out[key] = values[at]
-        return out
+        return self.admin.admin_layer()
 
     def counters(self, pattern: str) -> dict[str, int]:
-        text = self._get("/stats?" + urllib.parse.urlencode({"filter": pattern}))
-        out = {}
-        for line in text.splitlines():
-            name, _, value = line.partition(": ")
-            if value.strip().isdigit():
-                out[name] = int(value)
-        return out
+        return self.admin.stats(pattern)
 
 
 def local_proxies(run: LocalRun) -> list[LocalProxy]:

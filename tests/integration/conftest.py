@@ -6,7 +6,6 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from mesh import topology
@@ -69,33 +68,3 @@ def direct_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
     run.start()
     yield run
     run.stop()
-
-
-class Admin:
-    """One Envoy's admin API: stats, runtime switches, cluster health."""
-
-    def __init__(self, url: str, http: aiohttp.ClientSession) -> None:
-        self.url = url
-        self.http = http
-
-    async def stats(self, pattern: str) -> dict[str, int]:
-        async with self.http.get(f"{self.url}/stats", params={"filter": pattern}) as resp:
-            text = await resp.text()
-        out = {}
-        for line in text.splitlines():
-            name, _, value = line.partition(": ")
-            if value.strip().lstrip("-").isdigit():
-                out[name] = int(value)
-        return out
-
-    async def stat(self, name: str) -> int:
-        return (await self.stats(f"^{name}$")).get(name, 0)
-
-    async def runtime(self, **values: object) -> None:
-        params = {k.replace("__", "."): str(v) for k, v in values.items()}
-        async with self.http.post(f"{self.url}/runtime_modify", params=params) as resp:
-            assert resp.status == 200, await resp.text()
-
-    async def clusters(self) -> str:
-        async with self.http.get(f"{self.url}/clusters") as resp:
-            return await resp.text()

@@ -8,15 +8,14 @@ read from the caller's sidecar admin stats.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 
+from mesh.admin import AsyncAdmin
 from mesh.local import LocalRun
-from tests.integration.conftest import Admin
 from tests.integration.test_purchase import sign_in
 
 pytestmark = pytest.mark.integration
@@ -29,18 +28,23 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def admin(shop: LocalRun, name: str, http: aiohttp.ClientSession) -> Admin:
-    return Admin(shop.admin_url(name), http)
+def admin(shop: LocalRun, name: str, http: aiohttp.ClientSession) -> AsyncAdmin:
+    return AsyncAdmin(shop.admin_url(name), http)
+
+
+async def runtime(envoy: AsyncAdmin, **values: object) -> None:
+    """Runtime keys switched live, written with ``__`` for ``.``; an empty value drops a key."""
+    await envoy.runtime_modify({k.replace("__", "."): v for k, v in values.items()})
 
 
 @asynccontextmanager
-async def switched(envoy: Admin, **values: object) -> AsyncIterator[None]:
+async def switched(envoy: AsyncAdmin, **values: object) -> AsyncIterator[None]:
     """Runtime ``values`` set on ``envoy`` for the block, and back to the config's in any case."""
-    await envoy.runtime(**values)
+    await runtime(envoy, **values)
     try:
         yield
     finally:
-        await envoy.runtime(**dict.fromkeys(values, ""))
+        await runtime(envoy, **dict.fromkeys(values, ""))
 
 
 async def statuses(http: aiohttp.ClientSession, url: str, n: int, **kw: object) -> list[int]:
@@ -52,11 +56,10 @@ async def statuses(http: aiohttp.ClientSession, url: str, n: int, **kw: object) 
     return out
 
 
-async def wait_all_hosts_healthy(gateway: Admin, cluster: str) -> None:
+async def wait_all_hosts_healthy(gateway: AsyncAdmin, cluster: str) -> None:
     """Outlier ejections from an earlier test must be over before a test relies on both hosts."""
     for _ in range(100):
-        text = await gateway.clusters()
-        flags = re.findall(rf"^{cluster}::[\d.:]+::health_flags::(.*)$", text, re.M)
+        flags = list((await gateway.hosts()).get(cluster, {}).values())
         if flags and all(f == "healthy" for f in flags):
             return
         await asyncio.sleep(0.2)
@@ -69,16 +72,18 @@ async def test_a_retry_hides_a_failing_replica(shop: LocalRun, http: aiohttp.Cli
     retries = await gw.stat("cluster.products.upstream_rq_retry")
     aborts = await p0.stat("http.inbound.fault.aborts_injected")
     # Keep outlier detection out of this test: only the retry may hide the failure.
-    await gw.runtime(
+    await runtime(
+        gw,
         outlier_detection__enforcing_consecutive_5xx=0,
         outlier_detection__enforcing_consecutive_gateway_failure=0,
     )
-    await p0.runtime(fault__http__abort__abort_percent=100)
+    await runtime(p0, fault__http__abort__abort_percent=100)
     try:
         got = await statuses(http, shop.public_url + PRODUCT, 12)
     finally:
-        await p0.runtime(fault__http__abort__abort_percent="")
-        await gw.runtime(
+        await runtime(p0, fault__http__abort__abort_percent="")
+        await runtime(
+            gw,
             outlier_detection__enforcing_consecutive_5xx="",
             outlier_detection__enforcing_consecutive_gateway_failure="",
         )
@@ -93,15 +98,15 @@ async def test_a_timeout_turns_a_stuck_peer_into_a_504(
     gw, o0 = admin(shop, "gateway-0", http), admin(shop, "orders-0", http)
     auth = await sign_in(http, shop.public_url + "/api")
     timeouts = await gw.stat("cluster.orders.upstream_rq_timeout")
-    await o0.runtime(
-        fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=6000
+    await runtime(
+        o0, fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=6000
     )
     try:
         async with http.get(shop.public_url + "/api/orders", headers=auth) as resp:
             status, ctype, body = resp.status, resp.content_type, await resp.json()
     finally:
-        await o0.runtime(
-            fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
+        await runtime(
+            o0, fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
         )
     assert status == 504
     assert ctype == "application/problem+json" and body["dependency"] == "orders"
@@ -115,13 +120,14 @@ async def test_a_circuit_breaker_sheds_load_past_its_limit(
     auth = await sign_in(http, shop.public_url + "/api")
     shed_before = await gw.stat("cluster.orders.upstream_rq_pending_overflow")
     # The same thresholds the topology sets, lowered for this test through the runtime.
-    await gw.runtime(
+    await runtime(
+        gw,
         circuit_breakers__orders__default__max_connections=2,
         circuit_breakers__orders__default__max_pending_requests=1,
         circuit_breakers__orders__default__max_requests=2,
     )
-    await o0.runtime(
-        fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=1000
+    await runtime(
+        o0, fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=1000
     )
     try:
 
@@ -132,10 +138,11 @@ async def test_a_circuit_breaker_sheds_load_past_its_limit(
 
         got = await asyncio.gather(*(one() for _ in range(12)))
     finally:
-        await o0.runtime(
-            fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
+        await runtime(
+            o0, fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
         )
-        await gw.runtime(
+        await runtime(
+            gw,
             circuit_breakers__orders__default__max_connections="",
             circuit_breakers__orders__default__max_pending_requests="",
             circuit_breakers__orders__default__max_requests="",
@@ -163,9 +170,9 @@ async def test_outlier_detection_ejects_a_failing_replica(
     async with short:
         async with switched(p0, fault__http__abort__abort_percent=100):
             got = await statuses(http, shop.public_url + PRODUCT, 30)
-            text = await gw.clusters()
+            hosts = await gw.hosts()
         await wait_all_hosts_healthy(gw, "products")
-    flags = re.findall(r"^products::[\d.:]+::health_flags::(.*)$", text, re.M)
+    flags = list(hosts["products"].values())
     assert got == [200] * 30
     assert await gw.stat("cluster.products.outlier_detection.ejections_enforced_total") > ejections
     assert sorted(flags) == ["/failed_outlier_check", "healthy"], flags
