@@ -31,8 +31,9 @@ def free_base(size: int = 200) -> int:
     raise RuntimeError("no free block of ports")
 
 
-def own_mesh(topology: topo.Topology) -> Target:
-    """A fresh local mesh on free ports, in a temporary folder removed when it stops."""
+def own_mesh(topology: topo.Topology, results: Path) -> Target:
+    """A fresh local mesh on free ports, in a temporary folder removed when it stops (its
+    traces are kept in ``results/traces.db``: ``boutique tracestore --db`` serves them)."""
     run_dir = Path(tempfile.mkdtemp(prefix="boutique-exp-"))
     base = free_base()
     options = LocalOptions(
@@ -52,6 +53,9 @@ def own_mesh(topology: topo.Topology) -> Target:
 
     def stop() -> None:
         local.stop()
+        if (run_dir / "traces.db").exists():
+            results.mkdir(parents=True, exist_ok=True)
+            shutil.copy(run_dir / "traces.db", results / "traces.db")
         shutil.rmtree(run_dir, ignore_errors=True)
 
     return Target(
@@ -102,7 +106,7 @@ def run_experiment(args: argparse.Namespace, attach: Callable[..., Any]) -> int:
             target = None
     if target is None:
         print("no mesh runs here: starting one of its own on free ports...", file=sys.stderr)
-        target = own_mesh(topology)
+        target = own_mesh(topology, results)
     print(f"{exp.name}: {exp.fault_text()}; {exp.duration_s:g} s on {target.how}", flush=True)
     try:
         outcome = runner.run(exp, target, results, _progress())

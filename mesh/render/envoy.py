@@ -14,6 +14,7 @@ The ingress serves the public port and routes by path prefix, as Istio's ingress
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -102,16 +103,35 @@ def _rbac(topology: Topology, service: str) -> dict[str, Any]:
     }
 
 
-def _fault() -> dict[str, Any]:
-    """The fault filter, off: experiments switch it through the runtime."""
-    return {
-        "name": "envoy.filters.http.fault",
-        "typed_config": {
-            "@type": FAULT,
-            "delay": {"fixed_delay": "1s", "percentage": {"numerator": 0}},
-            "abort": {"http_status": FAULT_STATUS, "percentage": {"numerator": 0}},
-        },
+def _fault(topology: Topology | None = None, caller: str | None = None) -> dict[str, Any]:
+    """A fault filter, off: experiments switch it through the runtime (``fault.http.*``).
+
+    With a ``caller``, it acts only on that caller's requests, as Istio's ``sourceLabels``: it
+    matches the caller's SPIFFE id in ``x-forwarded-client-cert``, which this sidecar sets itself
+    from the verified client certificate (SANITIZE_SET), so a caller cannot claim another's
+    identity; it is switched by ``fault.http.from.<caller>.*``."""
+    config: dict[str, Any] = {
+        "@type": FAULT,
+        "delay": {"fixed_delay": "1s", "percentage": {"numerator": 0}},
+        "abort": {"http_status": FAULT_STATUS, "percentage": {"numerator": 0}},
     }
+    if topology is not None and caller is not None:
+        key = f"fault.http.from.{caller}"
+        identity = re.escape(topology.spiffe_id(caller))
+        config["headers"] = [
+            {
+                "name": "x-forwarded-client-cert",
+                "string_match": {"safe_regex": {"regex": f".*;URI={identity}(;.*)?"}},
+            }
+        ]
+        config |= {
+            "delay_percent_runtime": f"{key}.delay.fixed_delay_percent",
+            "delay_duration_runtime": f"{key}.delay.fixed_duration_ms",
+            "abort_percent_runtime": f"{key}.abort.abort_percent",
+            "abort_http_status_runtime": f"{key}.abort.http_status",
+            "max_active_faults_runtime": f"{key}.max_active_faults",
+        }
+    return {"name": "envoy.filters.http.fault", "typed_config": config}
 
 
 def _inbound(
@@ -130,7 +150,11 @@ def _inbound(
     manager = hcm(
         "inbound",
         routes,
-        [_rbac(topology, name), _fault()],
+        [
+            _rbac(topology, name),
+            _fault(),
+            *(_fault(topology, caller) for caller in topology.callers(name)),
+        ],
         options,
         forward_client_cert_details="SANITIZE_SET",
         set_current_client_cert_details={"uri": True},

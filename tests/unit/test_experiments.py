@@ -152,3 +152,29 @@ def test_the_cli_lists_and_shows_and_a_bad_name_is_a_clear_error(
     assert "fault.http.abort.abort_percent = 15" in capsys.readouterr().out
     assert cli.main(["experiment", "show", "nope"]) == 2
     assert "no experiment 'nope'; known: flaky-products" in capsys.readouterr().err
+
+
+def test_every_sidecar_has_a_fault_filter_per_caller_matching_its_verified_identity(
+    topo: topology.Topology,
+) -> None:
+    import re
+
+    from mesh.placement import local_placement
+    from mesh.render import envoy
+
+    configs = envoy.render_all(topo, local_placement(topo, Path("run"), 8080, 15000))
+    inbound = configs["products-0"]["static_resources"]["listeners"][0]
+    manager = inbound["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = [f["typed_config"] for f in manager["http_filters"] if "fault" in f["name"]]
+    assert manager["forward_client_cert_details"] == "SANITIZE_SET"
+    assert "headers" not in filters[0]  # the first is for every caller
+    per_caller = {f["abort_percent_runtime"].split(".")[3]: f for f in filters[1:]}
+    assert set(per_caller) == set(topo.callers("products"))
+    cart = per_caller["cart"]
+    assert cart["delay_percent_runtime"] == "fault.http.from.cart.delay.fixed_delay_percent"
+    regex = cart["headers"][0]["string_match"]["safe_regex"]["regex"]
+    spiffe = topo.spiffe_id("cart")
+    xfcc = "By=spiffe://boutique.local/ns/boutique/sa/products;Hash=ab12;URI={}"
+    assert re.fullmatch(regex, xfcc.format(spiffe))
+    assert not re.fullmatch(regex, xfcc.format(spiffe + "x"))
+    assert not re.fullmatch(regex, xfcc.format(topo.spiffe_id("gateway")))
