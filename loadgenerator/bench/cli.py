@@ -10,14 +10,17 @@ Results go to ``results/bench-<UTC time>/``: ``results.json``, ``report.md`` and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from loadgenerator.run import positive  # the same check as `boutique load`
 from mesh import topology as topo
+
+if TYPE_CHECKING:
+    from .model import Results
+    from .plans import Plan, StackSpec
 
 
 def _rates(text: str) -> list[float]:
@@ -94,64 +97,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--topology", default=str(topo.DEFAULT_PATH), help=argparse.SUPPRESS)
 
 
-def merge(paths: list[Path]) -> dict[str, Any]:
+def merge(paths: list[Path]) -> Results:
     """Results of several runs as one: the first's plan and machine, every stack and step; the
     repeats of later tuning runs numbered on after the earlier ones'."""
-    merged: dict[str, Any] | None = None
+    from .model import read
+
+    merged: Results | None = None
     for path in paths:
-        data = json.loads((path / "results.json" if path.is_dir() else path).read_text())
-        data.pop("summary", None)
+        data = read(path)
         if merged is None:
             merged = data
             continue
-        offset = max((s.get("repeat") or 0 for s in merged["stacks"]), default=0)
-        for item in (*data["stacks"], *data["steps"]):
-            if item.get("repeat"):
-                item["repeat"] += offset
-                name = item.get("variant") or ""
-                key = "label" if "label" in item else "stack"
-                item[key] = f"{name}#{item['repeat']}"
-        merged["stacks"] += data["stacks"]
-        merged["steps"] += data["steps"]
-        merged["disturbed_steps"] = merged.get("disturbed_steps", []) + data.get(
-            "disturbed_steps", []
-        )
-        merged.setdefault("merged_from", [merged["started_at"]]).append(data["started_at"])
+        offset = max((s.repeat or 0 for s in merged.stacks), default=0)
+        for info in data.stacks:
+            if info.repeat:
+                info.repeat += offset
+                info.label = f"{info.variant or ''}#{info.repeat}"
+        for step in data.steps:
+            if step.repeat:
+                step.repeat += offset
+                step.stack = f"{step.variant or ''}#{step.repeat}"
+        merged.stacks += data.stacks
+        merged.steps += data.steps
+        merged.disturbed_steps += data.disturbed_steps
+        merged.merged_from = [*(merged.merged_from or [merged.started_at]), data.started_at]
     assert merged is not None
     return merged
 
 
-def rewrite(args: argparse.Namespace) -> int:
+def show(results: Results, out: Path) -> None:
+    """Write the report to ``out`` and show it, with the files written."""
     from . import report
     from .analysis import summarize
 
-    try:
-        results = merge([Path(p) for p in args.report_from])
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"boutique bench: cannot read {args.report_from}: {exc}", file=sys.stderr)
-        return 2
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kind = "tuning" if results.get("kind_of_run") == "tuning" else "bench"
-    out = Path(args.results) / f"{kind}-report-{stamp}"
     files = report.write(results, out)
+    print()
     print(report.terminal(results, summarize(results)))
     print()
     for name, path in files.items():
         print(f"{name:<18} {path}")
+
+
+def rewrite(args: argparse.Namespace) -> int:
+    try:
+        results = merge([Path(p) for p in args.report_from])
+    except (OSError, ValueError) as exc:
+        print(f"boutique bench: cannot read {args.report_from}: {exc}", file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kind = "tuning" if results.tuning else "bench"
+    show(results, Path(args.results) / f"{kind}-report-{stamp}")
     return 0
 
 
-def main(args: argparse.Namespace) -> int:
-    from mesh.processes import StartError
+def plan_from(args: argparse.Namespace) -> Plan:
+    """The quick or full plan, with what the command line changes."""
+    from . import plans
 
-    from . import report, runner
-    from .progress import Progress
-    from .tuning import Knobs
-
-    if args.report_from:
-        return rewrite(args)
-
-    plan = runner.quick_plan() if args.quick else runner.full_plan()
+    plan = plans.quick_plan() if args.quick else plans.full_plan()
     if args.rates:
         plan.rates["one-hop"] = args.rates
     if args.checkout_rates:
@@ -169,14 +172,21 @@ def main(args: argparse.Namespace) -> int:
     if args.max_inflight:
         plan.max_inflight = args.max_inflight
     plan.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    unknown = [p for p in plan.paths if p not in plan.rates]
-    if unknown or not plan.paths:
-        print(f"boutique bench: unknown path(s) {unknown}; one-hop, checkout", file=sys.stderr)
-        return 2
     plan.tracing_cost = not args.no_tracing_cost
     if args.mesh_only:
         plan.modes = ["mesh"]
     plan.one_replica = not args.replicas_from_topology
+    return plan
+
+
+def stacks_from(args: argparse.Namespace, plan: Plan) -> list[StackSpec]:
+    """The stacks to run: the tuning variants, or the bench's with the knobs given."""
+    from . import plans
+    from .tuning import Knobs
+
+    if args.tuning:
+        names = list(plans.VARIANTS) if args.tuning == "all" else args.tuning.split(",")
+        return plans.tuning_stacks(plan, [n.strip() for n in names], args.repeats)
     knobs = Knobs(
         envoy_concurrency=args.envoy_concurrency,
         keepalive=not args.no_keepalive,
@@ -186,25 +196,34 @@ def main(args: argparse.Namespace) -> int:
         envoy_min_flush_spans=args.envoy_min_flush_spans,
         env=dict(args.env),
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    if args.tuning:
-        names = list(runner.VARIANTS) if args.tuning == "all" else args.tuning.split(",")
-        try:
-            stacks = runner.tuning_stacks(plan, [n.strip() for n in names], args.repeats)
-        except ValueError as exc:
-            print(f"boutique bench: {exc}", file=sys.stderr)
-            return 2
-        out = Path(args.results) / f"tuning-{stamp}"
-    else:
-        stacks = runner.bench_stacks(plan, knobs)
-        out = Path(args.results) / f"bench-{stamp}"
+    return plans.bench_stacks(plan, knobs)
 
-    progress = Progress()
-    bench = runner.Bench(plan, progress, Path(args.topology), keep_run_dirs=args.keep_run_dirs)
+
+def main(args: argparse.Namespace) -> int:
+    from mesh.processes import StartError
+
+    from . import plans, runner
+    from .progress import Progress
+
+    if args.report_from:
+        return rewrite(args)
+    plan = plan_from(args)
+    unknown = [p for p in plan.paths if p not in plan.rates]
+    if unknown or not plan.paths:
+        print(f"boutique bench: unknown path(s) {unknown}; one-hop, checkout", file=sys.stderr)
+        return 2
+    try:
+        stacks = stacks_from(args, plan)
+    except ValueError as exc:
+        print(f"boutique bench: {exc}", file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.results) / f"{'tuning' if args.tuning else 'bench'}-{stamp}"
+    bench = runner.Bench(plan, Progress(), Path(args.topology), keep_run_dirs=args.keep_run_dirs)
     kind = f"tuning run ({plan.name} plan)" if args.tuning else f"{plan.name} run"
     print(
         f"boutique bench: {kind}, {len(stacks)} stack(s) one after the other, "
-        f"about {runner.estimate_s(plan, stacks) / 60:.0f} min at most; results in {out}/",
+        f"about {plans.estimate_s(plan, stacks) / 60:.0f} min at most; results in {out}/",
         flush=True,
     )
     code = 0
@@ -216,14 +235,7 @@ def main(args: argparse.Namespace) -> int:
     except (StartError, RuntimeError) as exc:
         print(f"\nboutique bench: {exc}", file=sys.stderr)
         results, code = bench.results, 1
-    if not results["steps"]:
+    if not results.steps:
         return code or 1
-    files = report.write(results, out)
-    from .analysis import summarize
-
-    print()
-    print(report.terminal(results, summarize(results)))
-    print()
-    for name, path in files.items():
-        print(f"{name:<18} {path}")
+    show(results, out)
     return code

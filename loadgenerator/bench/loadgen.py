@@ -34,11 +34,11 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import aiohttp
 
-from . import procstat, stats
+from . import codec, procstat, stats
+from .model import LoadResult
 
 PATHS = ("one-hop", "checkout")
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
@@ -209,20 +209,111 @@ def _mark(loop: asyncio.AbstractEventLoop, pids: dict[str, int]) -> _Mark:
     return _Mark(loop.time(), procstat.sample_cpu(pids), procstat.system_busy_seconds())
 
 
-async def run(spec: LoadSpec) -> dict[str, Any]:
+class _Driver:
+    """Sends the requests at their due times and keeps what the measured ones got."""
+
+    def __init__(self, spec: LoadSpec, work: Workload, loop: asyncio.AbstractEventLoop) -> None:
+        self.spec, self.work, self.loop = spec, work, loop
+        self.expected = EXPECTED[spec.path]
+        self.latencies: list[float] = []
+        self.lags: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.inflight = 0
+        self.measured: set[asyncio.Task[None]] = set()
+
+    async def one(self, i: int, due: float, measure: bool) -> None:
+        loop = self.loop
+        self.inflight += 1
+        if measure:
+            self.lags.append((loop.time() - due) * 1000)
+        try:
+            status = await self.work.request(i)
+        except TimeoutError:
+            if measure:
+                self.errors["timeout"] += 1
+            return
+        except aiohttp.ClientError as exc:
+            if measure:
+                self.errors[type(exc).__name__] += 1
+            return
+        finally:
+            self.inflight -= 1
+        if not measure:
+            return
+        if status == self.expected:
+            self.latencies.append((loop.time() - due) * 1000)
+            self.counts["ok"] += 1
+        else:
+            self.errors[f"http {status}"] += 1
+
+    def send(self, i: int, due: float, measure: bool) -> None:
+        """Request ``i`` now, unless ``max_inflight`` are outstanding (then it is dropped)."""
+        if self.inflight >= self.spec.max_inflight:
+            if measure:
+                self.counts["dropped"] += 1
+            return
+        if measure:
+            self.counts["sent"] += 1
+        task = asyncio.ensure_future(self.one(i, due, measure))
+        if measure:
+            self.measured.add(task)
+
+    async def finish(self) -> None:
+        """The requests still in flight get their full timeout to answer."""
+        if self.measured:
+            _, pending = await asyncio.wait(self.measured, timeout=self.spec.timeout_s + 5)
+            for task in pending:
+                task.cancel()
+                self.errors["unfinished"] += 1
+
+
+@dataclass
+class _Window:
+    """The measured window's edges: CPU, busy time and the Envoys' request counters."""
+
+    first: _Mark
+    last: _Mark
+    envoy: dict[str, dict[str, int]]
+
+
+async def _drive(
+    spec: LoadSpec, driver: _Driver, admin: aiohttp.ClientSession, pids: dict[str, int]
+) -> _Window:
+    """The warm-up and the window at ``spec.rate``, in open loop."""
+    loop = driver.loop
+    n_warm = round(spec.warmup_s * spec.rate)
+    n = max(1, round(spec.duration_s * spec.rate))
+    start = loop.time() + 0.02
+    first: _Mark | None = None
+    before: asyncio.Task[dict[str, dict[str, int]]] | None = None
+    for i in range(n_warm + n):
+        due = start + i / spec.rate
+        if (delay := due - loop.time()) > 0:
+            await asyncio.sleep(delay)
+        if i == n_warm:
+            first = _mark(loop, pids)
+            before = asyncio.ensure_future(all_envoy_requests(admin, spec.admin_urls))
+        driver.send(i, due, i >= n_warm)
+    if (delay := start + (n_warm + n) / spec.rate - loop.time()) > 0:
+        await asyncio.sleep(delay)
+    last = _mark(loop, pids)
+    after = await all_envoy_requests(admin, spec.admin_urls)
+    assert first is not None and before is not None
+    counted = await before
+    envoy = {
+        name: {k: now[k] - counted.get(name, {}).get(k, 0) for k in now}
+        for name, now in after.items()
+    }
+    return _Window(first, last, envoy)
+
+
+async def run(spec: LoadSpec) -> LoadResult:
     """Drive ``spec.path`` at ``spec.rate`` for the warm-up and the window; the numbers."""
     loop = asyncio.get_running_loop()
     pids = {**spec.pids, "client": os.getpid()}
     connector = aiohttp.TCPConnector(limit=0, force_close=not spec.keepalive)
     timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
-    latencies: list[float] = []
-    lags: list[float] = []
-    errors: Counter[str] = Counter()
-    counts: Counter[str] = Counter()
-    inflight = 0
-    measured: set[asyncio.Task[None]] = set()
-    expected = EXPECTED[spec.path]
-
     async with (
         aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
         aiohttp.ClientSession() as admin,
@@ -231,112 +322,56 @@ async def run(spec: LoadSpec) -> dict[str, Any]:
         t_prep = loop.time()
         await work.prepare()
         prepare_s = loop.time() - t_prep
-
-        async def one(i: int, due: float, measure: bool) -> None:
-            nonlocal inflight
-            inflight += 1
-            if measure:
-                lags.append((loop.time() - due) * 1000)
-            try:
-                status = await work.request(i)
-            except TimeoutError:
-                if measure:
-                    errors["timeout"] += 1
-                return
-            except aiohttp.ClientError as exc:
-                if measure:
-                    errors[type(exc).__name__] += 1
-                return
-            finally:
-                inflight -= 1
-            if not measure:
-                return
-            if status == expected:
-                latencies.append((loop.time() - due) * 1000)
-                counts["ok"] += 1
-            else:
-                errors[f"http {status}"] += 1
-
-        n_warm = round(spec.warmup_s * spec.rate)
-        n = max(1, round(spec.duration_s * spec.rate))
-        start = loop.time() + 0.02
-        first: _Mark | None = None
-        stats_before: asyncio.Task[dict[str, dict[str, int]]] | None = None
-        for i in range(n_warm + n):
-            due = start + i / spec.rate
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            measure = i >= n_warm
-            if i == n_warm:
-                first = _mark(loop, pids)
-                stats_before = asyncio.ensure_future(all_envoy_requests(admin, spec.admin_urls))
-            if inflight >= spec.max_inflight:
-                if measure:
-                    counts["dropped"] += 1
-                continue
-            if measure:
-                counts["sent"] += 1
-            task = asyncio.ensure_future(one(i, due, measure))
-            if measure:
-                measured.add(task)
-        end_due = start + (n_warm + n) / spec.rate
-        if (delay := end_due - loop.time()) > 0:
-            await asyncio.sleep(delay)
-        last = _mark(loop, pids)
-        stats_after = await all_envoy_requests(admin, spec.admin_urls)
-        assert first is not None and stats_before is not None
-        before_requests = await stats_before
-        # the requests still in flight get their full timeout to answer
-        if measured:
-            _, pending = await asyncio.wait(measured, timeout=spec.timeout_s + 5)
-            for task in pending:
-                task.cancel()
-                errors["unfinished"] += 1
+        driver = _Driver(spec, work, loop)
+        window = await _drive(spec, driver, admin, pids)
+        await driver.finish()
         work.close()
+    return _result(spec, driver, window, prepare_s)
 
+
+def _result(spec: LoadSpec, driver: _Driver, window: _Window, prepare_s: float) -> LoadResult:
+    first, last = window.first, window.last
     wall = last.t - first.t
     used = procstat.vcpu(first.cpu, last.cpu, wall)
     system = None
     if first.busy is not None and last.busy is not None:
         system = max(0.0, (last.busy - first.busy) / wall)
-    envoy = {
-        name: {k: after[k] - before_requests.get(name, {}).get(k, 0) for k in after}
-        for name, after in stats_after.items()
-    }
-    return {
-        "path": spec.path,
-        "rate": spec.rate,
-        "duration_s": spec.duration_s,
-        "warmup_s": spec.warmup_s,
-        "keepalive": spec.keepalive,
-        "max_inflight": spec.max_inflight,
-        "window_s": wall,
-        "scheduled": n,
-        "sent": counts["sent"],
-        "ok": counts["ok"],
-        "dropped": counts["dropped"],
-        "errors": dict(errors),
-        "errors_total": sum(errors.values()),
-        "achieved_rps": counts["ok"] / wall,
-        "latency_ms": stats.summarize(latencies),
-        "send_lag_ms": stats.summarize(lags),
-        "cpu_s": {k: last.cpu[k] - first.cpu[k] for k in used},
-        "vcpu": used,
-        "system_vcpu": system,
-        "envoy_requests": envoy,
-        "prepare_s": prepare_s,
-        "error_samples": work.samples,
-        **dict(work.extra),
-    }
+    counts, errors = driver.counts, driver.errors
+    return LoadResult(
+        path=spec.path,
+        rate=spec.rate,
+        duration_s=spec.duration_s,
+        warmup_s=spec.warmup_s,
+        keepalive=spec.keepalive,
+        max_inflight=spec.max_inflight,
+        window_s=wall,
+        scheduled=max(1, round(spec.duration_s * spec.rate)),
+        sent=counts["sent"],
+        ok=counts["ok"],
+        dropped=counts["dropped"],
+        errors=dict(errors),
+        errors_total=sum(errors.values()),
+        achieved_rps=counts["ok"] / wall,
+        latency_ms=stats.summarize(driver.latencies),
+        send_lag_ms=stats.summarize(driver.lags),
+        cpu_s={k: last.cpu[k] - first.cpu[k] for k in used},
+        vcpu=used,
+        system_vcpu=system,
+        envoy_requests=window.envoy,
+        prepare_s=prepare_s,
+        error_samples=driver.work.samples,
+        refills=driver.work.extra["refills"],
+        refill_errors=driver.work.extra["refill_errors"],
+        waited_for_user=driver.work.extra["waited_for_user"],
+    )
 
 
 def main() -> int:
     spec = LoadSpec.from_json(sys.stdin.read())
     t0 = time.monotonic()
     result = asyncio.run(run(spec))
-    result["client_runtime_s"] = time.monotonic() - t0
-    json.dump(result, sys.stdout)
+    result.client_runtime_s = time.monotonic() - t0
+    json.dump(codec.dump(result), sys.stdout)
     return 0
 
 

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from . import procstat
+from .model import Machine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def describe(envoy_binary: str | None) -> dict[str, Any]:
+def describe(envoy_binary: str | None) -> Machine:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -94,33 +94,33 @@ def describe(envoy_binary: str | None) -> dict[str, Any]:
         meminfo = Path("/proc/meminfo").read_text()
     except OSError:
         meminfo = ""
-    return {
-        "cores": os.cpu_count(),
-        "memory_bytes": memory_total_bytes(meminfo),
-        "cpu_model": _first(r"^model name\s*:\s*(.+)$", cpuinfo),
-        "kernel": platform.release(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "envoy": envoy_version(envoy_binary),
-        "redis": redis_version(),
-        "aiohttp": _version("aiohttp"),
-        "opentelemetry_sdk": _version("opentelemetry-sdk"),
-        "git_commit": git_commit(),
-        "load_average_at_start": load_average(),
-        "executable": sys.executable,
-    }
+    return Machine(
+        cores=os.cpu_count(),
+        memory_bytes=memory_total_bytes(meminfo),
+        cpu_model=_first(r"^model name\s*:\s*(.+)$", cpuinfo),
+        kernel=platform.release(),
+        os=platform.platform(),
+        python=platform.python_version(),
+        python_implementation=platform.python_implementation(),
+        envoy=envoy_version(envoy_binary),
+        redis=redis_version(),
+        aiohttp=_version("aiohttp"),
+        opentelemetry_sdk=_version("opentelemetry-sdk"),
+        git_commit=git_commit(),
+        load_average_at_start=load_average(),
+        executable=sys.executable,
+    )
 
 
-def one_line(machine: dict[str, Any]) -> str:
+def one_line(machine: Machine) -> str:
     """``2 cores (Intel Xeon ...), 23.5 GiB, Linux 6.1, Python 3.11.2, Envoy 1.40.0, Redis 7.0``"""
-    mem = machine.get("memory_bytes")
+    mem = machine.memory_bytes
     parts = [
-        f"{machine.get('cores')} cores ({machine.get('cpu_model') or 'unknown CPU'})",
+        f"{machine.cores} cores ({machine.cpu_model or 'unknown CPU'})",
         f"{mem / 2**30:.1f} GiB" if mem else "unknown memory",
-        f"Linux {machine.get('kernel')}",
-        f"Python {machine.get('python')}",
-        f"Envoy {machine.get('envoy') or '?'}",
-        f"Redis {machine.get('redis') or '?'}",
+        f"Linux {machine.kernel}",
+        f"Python {machine.python}",
+        f"Envoy {machine.envoy or '?'}",
+        f"Redis {machine.redis or '?'}",
     ]
     return ", ".join(parts)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import LoadResult, Step
 
 # The percentiles every latency summary carries (p0 is the minimum, p100 the maximum).
 SPECTRUM = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9)
@@ -80,13 +84,13 @@ def parse_rates(text: str) -> list[float]:
     return rates
 
 
-def verdict(step: dict[str, Any], p99_bound_ms: float, min_ratio: float = 0.95) -> str | None:
+def verdict(result: LoadResult, p99_bound_ms: float, min_ratio: float = 0.95) -> str | None:
     """Why a fixed-rate step was not sustained, or ``None`` when it was: p99 within the bound,
     at least ``min_ratio`` of the target rate achieved, and no errors, drops or timeouts."""
-    target = step["rate"]
-    achieved = step.get("achieved_rps", 0.0)
-    failures = step.get("errors_total", 0) + step.get("dropped", 0)
-    p99 = step.get("latency_ms", {}).get("p99", math.inf)
+    target = result.rate
+    achieved = result.achieved_rps
+    failures = result.errors_total + result.dropped
+    p99 = result.latency_ms.get("p99", math.inf)
     if failures:
         return f"{failures} failed or dropped"
     if achieved < min_ratio * target:
@@ -96,17 +100,25 @@ def verdict(step: dict[str, Any], p99_bound_ms: float, min_ratio: float = 0.95) 
     return None
 
 
-def max_sustained(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
+@dataclass(kw_only=True)
+class MaxSustained:
+    """The highest sustained rate of one ladder (None: even the lowest failed); ``bounded`` is
+    false when no step failed (the real maximum is higher than anything tried)."""
+
+    rate: float | None
+    bounded: bool
+    first_failure: float | None
+
+
+def max_sustained(steps: Iterable[Step]) -> MaxSustained:
     """The highest sustained rate of one ladder, read in rate order: the last rate that passed
-    before the first that failed. ``bounded`` is false when no step failed (the real maximum
-    is higher than anything tried)."""
-    ordered = sorted(steps, key=lambda s: s["rate"])
+    before the first that failed."""
     best: float | None = None
-    for step in ordered:
-        if step.get("failed_because"):
-            return {"rate": best, "bounded": True, "first_failure": step["rate"]}
-        best = step["rate"]
-    return {"rate": best, "bounded": False, "first_failure": None}
+    for step in sorted(steps, key=lambda s: s.rate):
+        if step.failed_because:
+            return MaxSustained(rate=best, bounded=True, first_failure=step.rate)
+        best = step.rate
+    return MaxSustained(rate=best, bounded=False, first_failure=None)
 
 
 def added(mesh: dict[str, float], direct: dict[str, float], hops: float) -> dict[str, float]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgenerator.bench import report, runner
+from loadgenerator.bench import plans, report, runner
 from mesh.local import LocalRun
 
 pytestmark = pytest.mark.integration
@@ -17,13 +17,12 @@ pytestmark = pytest.mark.integration
 def test_the_smallest_quick_step_runs_through_the_mesh_and_without(
     shop: LocalRun, direct_shop: LocalRun, tmp_path: Path
 ) -> None:
-    plan = runner.smallest_plan()
-    step = runner.smallest_step(runner.quick_plan())
+    plan = plans.smallest_plan()
+    step = plans.smallest_step(plans.quick_plan())
     bench = runner.Bench(plan)
     for run, label in ((direct_shop, "no-mesh"), (shop, "mesh")):
-        spec = runner.StackSpec(
-            label, run.options.mesh, run.options.tracing, work=[(step.path, [step.rate], False)]
-        )
+        work = [plans.Work(step.path, [step.rate], ladder=False)]
+        spec = plans.StackSpec(label, run.options.mesh, run.options.tracing, work=work)
         bench.measure_stack(run, spec)
     files = report.write(bench.results, tmp_path / "bench")
 

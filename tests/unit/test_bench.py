@@ -13,7 +13,29 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from loadgenerator.bench import analysis, loadgen, procstat, report, runner, stats
+from loadgenerator.bench import (
+    analysis,
+    charts,
+    codec,
+    loadgen,
+    model,
+    plans,
+    procstat,
+    report,
+    stack,
+    stats,
+)
+from loadgenerator.bench.model import (
+    Hops,
+    Idle,
+    LoadResult,
+    Machine,
+    MemoryGroup,
+    Results,
+    StackInfo,
+    Step,
+    VcpuGroups,
+)
 from loadgenerator.bench.tuning import Knobs
 from mesh import topology
 from mesh.placement import local_placement
@@ -64,14 +86,21 @@ def test_rates_parse_from_lists_and_ladders() -> None:
         stats.parse_rates("0,10")
 
 
-def step(rate: float, p99: float = 10.0, achieved: float | None = None, **kw: Any) -> dict:
-    return {
-        "rate": rate,
-        "achieved_rps": rate if achieved is None else achieved,
-        "latency_ms": {"p50": p99 / 2, "p90": p99 * 0.8, "p99": p99},
-        "errors_total": kw.get("errors", 0),
-        "dropped": kw.get("dropped", 0),
-    }
+def step(rate: float, p99: float = 10.0, achieved: float | None = None, **kw: Any) -> LoadResult:
+    return LoadResult(
+        path="one-hop",
+        rate=rate,
+        duration_s=1.0,
+        warmup_s=0.0,
+        window_s=1.0,
+        scheduled=int(rate),
+        sent=int(rate),
+        ok=int(rate),
+        achieved_rps=rate if achieved is None else achieved,
+        latency_ms={"p50": p99 / 2, "p90": p99 * 0.8, "p99": p99},
+        errors_total=kw.get("errors", 0),
+        dropped=kw.get("dropped", 0),
+    )
 
 
 def test_a_step_is_sustained_only_within_every_bound() -> None:
@@ -84,23 +113,19 @@ def test_a_step_is_sustained_only_within_every_bound() -> None:
 
 
 def test_the_highest_sustained_rate_is_the_last_good_before_the_first_failure() -> None:
-    def s(rate: float, ok: bool) -> dict:
-        return {"rate": rate, "failed_because": None if ok else "p99"}
+    def s(rate: float, ok: bool) -> Step:
+        return sample_step("mesh", "one-hop", rate, 5.0, None if ok else "p99")
 
-    assert stats.max_sustained([s(50, True), s(100, True), s(200, False)]) == {
-        "rate": 100,
-        "bounded": True,
-        "first_failure": 200,
-    }
+    assert stats.max_sustained([s(50, True), s(100, True), s(200, False)]) == stats.MaxSustained(
+        rate=100, bounded=True, first_failure=200
+    )
     # a refining step between the last good rate and the failure, run last, sorts in between
     refined = [s(100, True), s(200, False), s(140, True)]
-    assert stats.max_sustained(refined)["rate"] == 140
-    assert stats.max_sustained([s(50, True), s(100, True)]) == {
-        "rate": 100,
-        "bounded": False,
-        "first_failure": None,
-    }
-    assert stats.max_sustained([s(50, False)])["rate"] is None
+    assert stats.max_sustained(refined).rate == 140
+    assert stats.max_sustained([s(50, True), s(100, True)]) == stats.MaxSustained(
+        rate=100, bounded=False, first_failure=None
+    )
+    assert stats.max_sustained([s(50, False)]).rate is None
 
 
 def test_added_latency_is_per_percentile_and_per_hop() -> None:
@@ -171,33 +196,33 @@ def test_vcpu_is_cpu_seconds_over_wall_seconds_and_per_1000_rps_scales_it() -> N
 
 
 def test_cpu_is_grouped_by_kind_and_the_rest_of_the_machine_is_foreign() -> None:
-    groups = runner.vcpu_groups(
+    groups = stack.vcpu_groups(
         {"envoy:ingress": 0.1, "envoy:gateway-0": 0.2, "gateway-0": 0.3, "redis": 0.05,
          "client": 0.1},
         system_vcpu=0.9,
     )  # fmt: skip
-    assert groups["envoys"] == pytest.approx(0.3)
-    assert groups["apps"] == pytest.approx(0.3)
-    assert groups["stack"] == pytest.approx(0.65)
-    assert groups["foreign"] == pytest.approx(0.15)
-    assert runner.vcpu_groups({"client": 0.1}, None)["foreign"] is None
+    assert groups.envoys == pytest.approx(0.3)
+    assert groups.apps == pytest.approx(0.3)
+    assert groups.stack == pytest.approx(0.65)
+    assert groups.foreign == pytest.approx(0.15)
+    assert stack.vcpu_groups({"client": 0.1}, None).foreign is None
 
 
 def test_envoy_load_counts_every_listener_of_each_envoy() -> None:
-    load = runner.envoy_load(
+    load = stack.envoy_load(
         {"envoy:gateway-0": 0.2, "envoy:cart-0": 0.0, "gateway-0": 0.5},
         {"envoy:gateway-0": {"inbound": 500, "outbound": 500}, "envoy:cart-0": {}},
         window_s=5.0,
     )
     assert set(load) == {"envoy:gateway-0", "envoy:cart-0"}
-    assert load["envoy:gateway-0"]["rps"] == 200
-    assert load["envoy:gateway-0"]["vcpu_per_1000_rps"] == pytest.approx(1.0)
-    assert load["envoy:cart-0"]["vcpu_per_1000_rps"] is None
+    assert load["envoy:gateway-0"].rps == 200
+    assert load["envoy:gateway-0"].vcpu_per_1000_rps == pytest.approx(1.0)
+    assert load["envoy:cart-0"].vcpu_per_1000_rps is None
 
 
 def test_memory_sums_by_kind_without_the_client() -> None:
     mb = 1024 * 1024
-    groups = runner.memory_groups(
+    groups = stack.memory_groups(
         {
             "envoy:a": {"rss": 60 * mb, "pss": 20 * mb},
             "envoy:b": {"rss": 60 * mb, "pss": 20 * mb},
@@ -205,29 +230,29 @@ def test_memory_sums_by_kind_without_the_client() -> None:
             "client": {"rss": 70 * mb, "pss": 40 * mb},
         }
     )
-    assert groups["envoys"] == {"rss": 120 * mb, "pss": 40 * mb, "count": 2}
-    assert groups["total"] == {"rss": 210 * mb, "pss": 90 * mb, "count": 3}
+    assert groups["envoys"] == MemoryGroup(rss=120 * mb, pss=40 * mb, count=2)
+    assert groups["total"] == MemoryGroup(rss=210 * mb, pss=90 * mb, count=3)
 
 
 # -- plans and knobs --------------------------------------------------------------------------
 
 
 def test_the_quick_plan_is_small_and_its_smallest_step_is_two_seconds_of_one_hop() -> None:
-    quick, full = runner.quick_plan(), runner.full_plan()
+    quick, full = plans.quick_plan(), plans.full_plan()
     assert len(quick.rates["one-hop"]) < len(full.rates["one-hop"])
     assert quick.duration_s < full.duration_s and quick.users < full.users
-    smallest = runner.smallest_step(quick)
+    smallest = plans.smallest_step(quick)
     assert (smallest.path, smallest.rate, smallest.duration_s) == ("one-hop", 50.0, 2.0)
-    stacks = runner.bench_stacks(quick, Knobs())
+    stacks = plans.bench_stacks(quick, Knobs())
     assert [s.label for s in stacks] == ["no-mesh", "mesh", "mesh+tracing"]
     assert [s.tracing for s in stacks] == [False, False, True]
     # mesh and no-mesh run the same rates
     assert stacks[0].work == stacks[1].work
-    assert runner.estimate_s(quick, stacks) < 240
+    assert plans.estimate_s(quick, stacks) < 240
 
 
 def test_tuning_repeats_interleave_the_variants() -> None:
-    stacks = runner.tuning_stacks(runner.quick_plan(), ["baseline", "sidecar-http2"], 2)
+    stacks = plans.tuning_stacks(plans.quick_plan(), ["baseline", "sidecar-http2"], 2)
     assert [s.label for s in stacks] == [
         "baseline#1",
         "sidecar-http2#1",
@@ -236,7 +261,7 @@ def test_tuning_repeats_interleave_the_variants() -> None:
     ]
     assert stacks[1].knobs.sidecar_http2 and not stacks[0].knobs.changes()
     with pytest.raises(ValueError):
-        runner.tuning_stacks(runner.quick_plan(), ["warp-drive"], 1)
+        plans.tuning_stacks(plans.quick_plan(), ["warp-drive"], 1)
 
 
 def render(knobs: Knobs) -> dict[str, dict]:
@@ -321,14 +346,15 @@ async def test_the_client_keeps_sending_while_the_server_stalls(aiohttp_server: 
     loop = asyncio.get_running_loop()
     loop.call_later(0.4, gate.set)
     result = await loadgen.run(spec)
-    assert result["scheduled"] == 50 and result["sent"] == 50 and result["dropped"] == 0
-    assert result["ok"] == 50 and result["errors_total"] == 0
-    lat = result["latency_ms"]
+    assert result.scheduled == 50 and result.sent == 50 and result.dropped == 0
+    assert result.ok == 50 and result.errors_total == 0
+    lat = result.latency_ms
     assert lat["count"] == 50
     assert lat["max"] >= 300  # the first request waited out most of the stall
     assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-    assert result["vcpu"]["client"] >= 0
-    assert json.loads(json.dumps(result)) == result
+    assert result.vcpu["client"] >= 0
+    # what the client process writes, the runner reads back the same (strictly)
+    assert codec.load(LoadResult, json.loads(json.dumps(codec.dump(result)))) == result
 
 
 async def test_requests_beyond_the_in_flight_bound_are_dropped(aiohttp_server: Any) -> None:
@@ -347,15 +373,15 @@ async def test_requests_beyond_the_in_flight_bound_are_dropped(aiohttp_server: A
     )  # fmt: skip
     asyncio.get_running_loop().call_later(0.3, gate.set)
     result = await loadgen.run(spec)
-    assert result["dropped"] > 0
-    assert result["sent"] + result["dropped"] == result["scheduled"]
-    assert stats.verdict({**result, "rate": 40}, 10_000) is not None
+    assert result.dropped > 0
+    assert result.sent + result.dropped == result.scheduled
+    assert stats.verdict(result, 10_000) is not None
 
 
 # -- the report -------------------------------------------------------------------------------
 
 
-def sample_step(stack: str, path: str, rate: float, p50: float, failed: str | None = None) -> dict:
+def sample_step(stack: str, path: str, rate: float, p50: float, failed: str | None = None) -> Step:
     mesh = stack != "no-mesh"
     envoys = (
         {
@@ -366,13 +392,18 @@ def sample_step(stack: str, path: str, rate: float, p50: float, failed: str | No
         else {}
     )
     mb = 1024 * 1024
-    return {
+    return codec.load(Step, {
         "stack": stack,
         "mesh": mesh,
         "tracing": stack == "mesh+tracing",
         "knobs": {},
         "path": path,
         "rate": rate,
+        "duration_s": 4.0,
+        "warmup_s": 1.0,
+        "window_s": 4.0,
+        "scheduled": int(rate * 4),
+        "sent": int(rate * 4),
         "achieved_rps": rate * 0.99,
         "ok": int(rate * 10),
         "errors": {},
@@ -387,10 +418,10 @@ def sample_step(stack: str, path: str, rate: float, p50: float, failed: str | No
         "envoys": envoys,
         "memory": {n: {"rss": 66 * mb, "pss": 21 * mb} for n in envoys},
         "failed_because": failed,
-    }  # fmt: skip
+    })  # fmt: skip
 
 
-def sample_results() -> dict:
+def sample_results() -> Results:
     mb = 1024 * 1024
     steps = [
         sample_step("no-mesh", "one-hop", 50, 4.0),
@@ -403,49 +434,46 @@ def sample_results() -> dict:
     ]
     one_hop = {"envoy:ingress": {"ingress": 1.0}, "envoy:gateway-0": {"inbound": 1.0}}
     hops = {
-        "one-hop": {"hops": 2.0, "proxy_traversals": 4.0, "per_envoy": one_hop},
-        "checkout": {"hops": 12.0, "proxy_traversals": 24.0, "per_envoy": {}},
+        "one-hop": Hops(hops=2.0, proxy_traversals=4.0, per_envoy=one_hop),
+        "checkout": Hops(hops=12.0, proxy_traversals=24.0),
     }
-    idle = {
-        "vcpu_groups": {"stack": 0.01},
-        "memory_groups": {
-            "total": {"rss": 1300 * mb, "pss": 700 * mb, "count": 18},
-            "envoys": {"rss": 600 * mb, "pss": 190 * mb, "count": 9},
+    idle = Idle(
+        vcpu_groups=VcpuGroups(stack=0.01),
+        memory_groups={
+            "total": MemoryGroup(rss=1300 * mb, pss=700 * mb, count=18),
+            "envoys": MemoryGroup(rss=600 * mb, pss=190 * mb, count=9),
         },
-    }
+    )
     stacks = [
-        {"label": label, "started_s": 4.2, "processes": 18, "hops": hops, "idle": idle}
+        StackInfo(label=label, started_s=4.2, processes=18, hops=hops, idle=idle)
         for label in ("no-mesh", "mesh", "mesh+tracing")
     ]
-    plan = runner.quick_plan()
-    return {
-        "kind": "boutique-bench",
-        "started_at": "2025-01-01T00:00:00Z",
-        "plan": {**plan.__dict__},
-        "machine": {"cores": 2, "memory_bytes": 2**34, "cpu_model": "Test CPU", "kernel": "6.1",
-                    "python": "3.11.2", "envoy": "1.40.0", "redis": "7.0.15"},
-        "stacks": stacks,
-        "steps": steps,
-        "disturbed_steps": [],
-    }  # fmt: skip
+    machine = Machine(cores=2, memory_bytes=2**34, cpu_model="Test CPU", kernel="6.1",
+                      python="3.11.2", envoy="1.40.0", redis="7.0.15")  # fmt: skip
+    return Results(
+        started_at="2025-01-01T00:00:00Z",
+        plan=plans.quick_plan(),
+        machine=machine,
+        stacks=stacks,
+        steps=steps,
+    )
 
 
 def test_the_summary_compares_the_same_rates_and_finds_the_highest_sustained() -> None:
     summary = analysis.summarize(sample_results())
-    rows = summary["compare"]["one-hop"]
-    assert [r["rate"] for r in rows] == [50, 100]
-    assert rows[0]["added"]["p50"] == pytest.approx(2.0)
-    assert rows[0]["added"]["p50_per_hop"] == pytest.approx(1.0)
-    assert summary["max_sustained"]["one-hop"]["mesh"]["rate"] == 50
-    assert summary["max_sustained"]["one-hop"]["no-mesh"] == {
-        "rate": 100,
-        "bounded": False,
-        "first_failure": None,
-    }
+    rows = summary.compare["one-hop"]
+    assert [r.rate for r in rows] == [50, 100]
+    assert rows[0].added["p50"] == pytest.approx(2.0)
+    assert rows[0].added["p50_per_hop"] == pytest.approx(1.0)
+    assert summary.max_sustained["one-hop"]["mesh"].rate == 50
+    assert summary.max_sustained["one-hop"]["no-mesh"] == stats.MaxSustained(
+        rate=100, bounded=False, first_failure=None
+    )
     # the sidecars are read at the highest rate the mesh sustained
-    assert summary["sidecars"]["one-hop"]["rate"] == 50
-    assert summary["tracing"]["one-hop"][0]["added"]["p50"] == pytest.approx(1.0)
-    assert summary["memory"][0]["idle_rss_mb"] == pytest.approx(1300)
+    sidecars = summary.sidecars["one-hop"]
+    assert sidecars is not None and sidecars.rate == 50
+    assert summary.tracing["one-hop"][0].added["p50"] == pytest.approx(1.0)
+    assert summary.memory[0].idle_rss_mb == pytest.approx(1300)
 
 
 def test_the_report_has_the_tables_and_the_terminal_the_same(tmp_path: Path) -> None:
@@ -471,15 +499,47 @@ def test_the_report_has_the_tables_and_the_terminal_the_same(tmp_path: Path) -> 
     assert "Highest sustained rate" in terminal and "100/s or more" in terminal
 
 
+def test_results_read_back_strictly_and_as_written(tmp_path: Path) -> None:
+    results = sample_results()
+    files = report.write(results, tmp_path)
+    assert model.read(files["json"]) == results  # the summary is derived again, not read
+    saved = json.loads(files["json"].read_text())
+    saved["steps"][0]["latency_ms"]["p50"] = "fast"
+    with pytest.raises(codec.FormatError, match=r"steps\[0\]\.latency_ms\.p50"):
+        model.parse(saved)
+    del saved["steps"][0]["latency_ms"]
+    with pytest.raises(codec.FormatError, match="missing latency_ms"):
+        model.parse(saved)
+    with pytest.raises(codec.FormatError, match="unknown key"):
+        model.parse({**json.loads(files["json"].read_text()), "colour": "blue"})
+
+
+def test_a_results_file_written_before_the_types_still_reads(tmp_path: Path) -> None:
+    """The keys as the first format wrote them (a step's extra keys only when counted, no
+    kind_of_run, NaN as null), and the report made from it."""
+    old = json.loads(json.dumps(codec.dump(sample_results())))
+    for step in old["steps"]:
+        for key in ("refills", "refill_errors", "waited_for_user", "client_runtime_s"):
+            del step[key]
+        step["vcpu_groups"]["foreign"] = None
+    del old["kind_of_run"], old["finished_at"], old["merged_from"]
+    old["steps"][0]["latency_ms"]["mean"] = None  # a NaN, written as null
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    results = model.read(tmp_path)
+    assert math.isnan(results.steps[0].latency_ms["mean"])
+    assert results.steps[0].vcpu_groups.foreign is None and not results.tuning
+    assert "## Latency at fixed rates" in report.markdown(results, analysis.summarize(results), {})
+
+
 def test_charts_are_drawn_when_matplotlib_is_there(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    charts = report.draw_charts(sample_results(), tmp_path)
-    assert set(charts) == {"latency-one-hop", "cpu-one-hop", "latency-checkout", "cpu-checkout"}
+    drawn = charts.draw_charts(sample_results(), tmp_path)
+    assert set(drawn) == {"latency-one-hop", "cpu-one-hop", "latency-checkout", "cpu-checkout"}
     assert (tmp_path / "latency-one-hop.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_json_has_no_nan() -> None:
-    assert report.clean({"a": math.nan, "b": [1.0, math.inf], "c": {"d": 2}}) == {
+    assert codec.dump({"a": math.nan, "b": [1.0, math.inf], "c": {"d": 2}}) == {
         "a": None,
         "b": [1.0, None],
         "c": {"d": 2},
@@ -500,70 +560,71 @@ def test_boutique_bench_is_a_subcommand() -> None:
 
 
 def test_every_service_runs_once_in_both_stacks() -> None:
-    single = runner.one_replica(topology.load())
+    single = plans.one_replica(topology.load())
     assert {s.replicas for s in single.services.values()} == {1}
     assert set(single.services) == set(topology.load().services)
 
 
-def tuning_results(started: str) -> dict:
+def tuning_results(started: str) -> Results:
     results = sample_results()
-    results["kind_of_run"] = "tuning"
-    results["started_at"] = started
-    results["stacks"], results["steps"] = [], []
+    results.kind_of_run = "tuning"
+    results.started_at = started
+    results.stacks, results.steps = [], []
     for repeat in (1, 2):
         for variant in ("baseline", "sidecar-no-pool"):
             label = f"{variant}#{repeat}"
-            results["stacks"].append(
-                {
-                    "label": label,
-                    "variant": variant,
-                    "repeat": repeat,
-                    "started_s": 4.0,
-                    "speed_probe_ms": 18.0,
-                    "envoy_connections": {
+            results.stacks.append(
+                StackInfo(
+                    label=label,
+                    variant=variant,
+                    repeat=repeat,
+                    started_s=4.0,
+                    speed_probe_ms=18.0,
+                    envoy_connections={
                         "upstream_rq_total": 1000,
                         "upstream_cx_total": 1000 if variant == "sidecar-no-pool" else 4,
                         "tls_handshakes": 1000 if variant == "sidecar-no-pool" else 4,
                     },
-                }
+                )
             )
             step = sample_step("mesh", "one-hop", 100, 6.0 + repeat)
-            step.update(stack=label, variant=variant, repeat=repeat)
-            results["steps"].append(step)
+            step.stack, step.variant, step.repeat = label, variant, repeat
+            results.steps.append(step)
     return results
 
 
 def test_tuning_compares_each_variant_with_the_baseline() -> None:
     summary = analysis.summarize(tuning_results("2025-01-01T00:00:00Z"))
-    rows = {r["variant"]: r for r in summary["tuning"]}
-    assert rows["baseline"]["repeats"] == 2
-    assert rows["baseline"]["p50"] == pytest.approx(7.5)  # the median of 7 and 8
-    assert rows["baseline"]["p50_range"] == [7.0, 8.0]
-    assert rows["sidecar-no-pool"]["vs_baseline"]["p50"] == pytest.approx(0.0)
-    variants = {v["variant"]: v for v in summary["variants"]}
-    assert variants["sidecar-no-pool"]["connections_per_1000_rq"] == pytest.approx(1000)
-    assert variants["baseline"]["tls_handshakes_per_1000_rq"] == pytest.approx(4)
+    rows = {r.variant: r for r in summary.tuning}
+    assert rows["baseline"].repeats == 2
+    assert rows["baseline"].medians["p50"] == pytest.approx(7.5)  # the median of 7 and 8
+    assert rows["baseline"].ranges["p50"] == [7.0, 8.0]
+    vs = rows["sidecar-no-pool"].vs_baseline
+    assert vs is not None and vs["p50"] == pytest.approx(0.0)
+    variants = {v.variant: v for v in summary.variants}
+    assert variants["sidecar-no-pool"].connections_per_1000_rq == pytest.approx(1000)
+    assert variants["baseline"].tls_handshakes_per_1000_rq == pytest.approx(4)
 
 
 def test_runs_merge_with_their_repeats_numbered_on(tmp_path: Path) -> None:
     from loadgenerator.bench.cli import merge
 
     for name, started in (("a.json", "2025-01-01T00:00:00Z"), ("b.json", "2025-01-02T00:00:00Z")):
-        (tmp_path / name).write_text(json.dumps(tuning_results(started)))
+        (tmp_path / name).write_text(json.dumps(codec.dump(tuning_results(started))))
     merged = merge([tmp_path / "a.json", tmp_path / "b.json"])
-    assert [s["repeat"] for s in merged["stacks"]] == [1, 1, 2, 2, 3, 3, 4, 4]
-    assert merged["stacks"][-1]["label"] == "sidecar-no-pool#4"
-    assert merged["steps"][-1]["stack"] == "sidecar-no-pool#4"
-    assert merged["merged_from"] == ["2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z"]
-    rows = {r["variant"]: r for r in analysis.summarize(merged)["tuning"]}
-    assert rows["baseline"]["repeats"] == 4
+    assert [s.repeat for s in merged.stacks] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert merged.stacks[-1].label == "sidecar-no-pool#4"
+    assert merged.steps[-1].stack == "sidecar-no-pool#4"
+    assert merged.merged_from == ["2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z"]
+    rows = {r.variant: r for r in analysis.summarize(merged).tuning}
+    assert rows["baseline"].repeats == 4
     assert "Tuning experiments" in report.markdown(merged, analysis.summarize(merged), {})
 
 
 def test_a_slower_machine_between_stacks_is_flagged() -> None:
     results = sample_results()
-    results["stacks"][0]["speed_probe_ms"] = 20.0
-    results["stacks"][1]["speed_probe_ms"] = 25.0  # 25% slower
+    results.stacks[0].speed_probe_ms = 20.0
+    results.stacks[1].speed_probe_ms = 25.0  # 25% slower
     summary = analysis.summarize(results)
-    assert summary["speed_spread"] == pytest.approx(0.25)
+    assert summary.speed_spread == pytest.approx(0.25)
     assert "25% slower" in report.terminal(results, summary)
