@@ -47,9 +47,10 @@ bench: setup
 bench-quick: setup
 	$(VENV)/bin/boutique bench --quick
 
-# The Kubernetes + Istio tree istio/, rendered from mesh/topology.yaml (docs/kubernetes.md).
+# The Kubernetes + Istio tree istio/ (docs/kubernetes.md), rendered from mesh/topology.yaml with
+# every other rendering checked in (`boutique render`).
 k8s-render: $(STAMP)
-	$(PY) -m mesh.render.istio
+	$(VENV)/bin/boutique render
 
 # Mint one install's secrets (user-token key, Redis users) and apply them with kubectl, after
 # `kubectl apply -k istio/`; an install that has them keeps them.

@@ -18,7 +18,6 @@ has exactly one VirtualService, named after the service, in the topology's names
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -102,28 +101,3 @@ def objects(topology: Topology) -> dict[str, list[dict[str, Any]]]:
 def render(topology: Topology) -> dict[str, str]:
     """Every file under ``istio/`` (relative path) with its text."""
     return {path: dump(objs) for path, objs in objects(topology).items()}
-
-
-def write(topology: Topology, root: Path) -> list[Path]:
-    """Write the tree under ``root`` (``istio/``); rendered files no longer rendered are removed,
-    the experiments' overlays (``experiments/``) are left alone."""
-    files = render(topology)
-    for old in root.rglob("*.yaml") if root.exists() else []:
-        rel = old.relative_to(root)
-        if rel.parts[0] != "experiments" and str(rel) not in files:
-            old.unlink()
-    written = []
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-        written.append(path)
-    return written
-
-
-if __name__ == "__main__":  # `make k8s-render`
-    from mesh import topology as _topology
-
-    for p in write(_topology.load(), Path(__file__).resolve().parents[2] / "istio"):
-        print(p)

@@ -26,7 +26,7 @@ from mesh.local import LocalOptions
 from mesh.placement import local_placement
 from mesh.topology import Topology
 
-from . import envoy
+from . import envoy, istio
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 
@@ -82,6 +82,7 @@ def _header(name: str) -> str:
 
 TARGETS: list[Target] = [
     Target("envoy-local", "envoy/local", envoy_local, owns=("*.yaml",)),
+    Target("istio", "istio", istio.render, owns=("*.yaml", "base/*.yaml", "mesh/*.yaml")),
 ]
 
 

@@ -17,7 +17,7 @@ import yaml
 from mesh import k8s_secrets
 from mesh import topology as topo
 from mesh.placement import local_placement
-from mesh.render import envoy, istio
+from mesh.render import envoy, istio, targets
 from mesh.render.istio_meta import IstioRenderError
 from tests import istio_checks as checks
 
@@ -50,16 +50,10 @@ def _applied(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [o for objs in rendered.values() for o in objs if o["kind"] not in skip]
 
 
-def test_the_checked_in_tree_is_current(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    expected = istio.render(topo.load())
-    found = {
-        str(p.relative_to(ISTIO)): p.read_text()
-        for p in ISTIO.rglob("*.yaml")
-        if p.relative_to(ISTIO).parts[0] != "experiments"  # the experiments' own overlays
-    }
-    assert sorted(found) == sorted(expected), "run `make k8s-render`"
-    stale = [path for path, text in expected.items() if found[path] != text]
-    assert not stale, f"stale: {stale}; run `make k8s-render`"
+def test_the_checked_in_tree_is_current() -> None:
+    (target,) = (t for t in targets.TARGETS if t.name == "istio")
+    drift = targets.check(topo.load(), targets=[target])
+    assert not drift, "\n".join([*drift.lines(), "run `boutique render` (make k8s-render)"])
 
 
 def test_kustomize_builds_exactly_the_rendered_objects(
@@ -264,10 +258,13 @@ def _by_kind(objs: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, dict
     return {o["metadata"]["name"]: o for os_ in objs.values() for o in os_ if o["kind"] == kind}
 
 
-def assert_equivalent(topology: topo.Topology, tmp: Path) -> int:
-    """Every call's policy on Istio equals the local sidecars'; returns the calls compared."""
-    local = _envoy_configs(topology, tmp)
-    rendered = istio.objects(topology)
+def assert_equivalent(
+    topology: topo.Topology,
+    local: dict[str, dict[str, Any]],
+    rendered: dict[str, list[dict[str, Any]]],
+) -> int:
+    """Every call's policy on Istio equals the local sidecars' (``local``: a bootstrap per
+    service, and the ingress's); returns the calls compared."""
     vss = _by_kind(rendered, "VirtualService")
     drs = _by_kind(rendered, "DestinationRule")
     aps = _by_kind(rendered, "AuthorizationPolicy")
@@ -321,9 +318,22 @@ def _istio_edge(vs: dict[str, Any]) -> list[tuple[Any, ...]]:
     ]
 
 
-def test_every_call_carries_on_istio_the_policy_the_local_sidecars_carry(tmp_path: Path) -> None:
+def test_every_call_carries_on_istio_the_policy_the_local_sidecars_carry() -> None:
+    """Reads both checked-in renderings: envoy/local/ and istio/ (both current: render --check)."""
     topology = topo.load()
-    calls = assert_equivalent(topology, tmp_path)
+    local_dir = targets.ROOT / "envoy" / "local"
+    local = {
+        name: yaml.safe_load(
+            (local_dir / f"{name}{'' if name == 'ingress' else '-0'}.yaml").read_text()
+        )
+        for name in [*topology.services, "ingress"]
+    }
+    rendered = {
+        str(p.relative_to(ISTIO)): [o for o in yaml.safe_load_all(p.read_text()) if o]
+        for p in ISTIO.rglob("*.yaml")
+        if p.relative_to(ISTIO).parts[0] != "experiments"
+    }
+    calls = assert_equivalent(topology, local, rendered)
     assert calls == sum(len(s.calls) for s in topology.services.values()) == 12
 
 
@@ -355,7 +365,7 @@ def test_where_callers_disagree_the_destination_rule_takes_the_strictest(tmp_pat
         raw["mesh"]["ingress"]["retries"] = {"attempts": 3, "per_try_timeout": "2s"}
 
     topology = _topology(disagree)
-    assert_equivalent(topology, tmp_path)
+    assert_equivalent(topology, _envoy_configs(topology, tmp_path), istio.objects(topology))
     (dr,) = (
         o for o in istio.objects(topology)["mesh/products.yaml"] if o["kind"] == "DestinationRule"
     )
