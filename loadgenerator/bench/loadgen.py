@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 
 import aiohttp
 
+from mesh.admin import AsyncAdmin
+
 from . import codec, procstat, stats
 from .model import LoadResult
 
@@ -82,14 +84,8 @@ class LoadSpec:
 async def envoy_requests(http: aiohttp.ClientSession, admin_url: str) -> dict[str, int]:
     """Requests taken so far by each HTTP listener (``inbound``, ``outbound``, ``ingress``) of
     one Envoy, from its admin ``/stats``."""
-    async with http.get(f"{admin_url}/stats", params={"filter": ENVOY_REQUESTS}) as resp:
-        text = await resp.text()
-    out = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(": ")
-        if value.strip().isdigit():
-            out[name.split(".")[1]] = int(value)
-    return out
+    counted = await AsyncAdmin(admin_url, http).stats(ENVOY_REQUESTS)
+    return {name.split(".")[1]: value for name, value in counted.items()}
 
 
 async def all_envoy_requests(

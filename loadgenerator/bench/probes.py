@@ -9,12 +9,13 @@ import json
 import math
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from mesh.admin import Admin
 
 from .loadgen import CARD, ENVOY_REQUESTS
 from .model import Hops
@@ -74,23 +75,11 @@ def make_users(base_url: str, count: int, threads: int = 4) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
-def _stats(url: str, pattern: str) -> dict[str, int]:
-    query = urllib.parse.urlencode({"filter": pattern})
-    with urllib.request.urlopen(f"{url}/stats?{query}", timeout=10) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        stat, _, value = line.partition(": ")
-        if value.strip().isdigit():
-            out[stat] = int(value)
-    return out
-
-
 def envoy_counts(urls: dict[str, str]) -> Counter[tuple[str, str]]:
     """Requests taken so far by each Envoy's HTTP listeners, by (Envoy, listener)."""
     out: Counter[tuple[str, str]] = Counter()
     for name, url in urls.items():
-        for stat, value in _stats(url, ENVOY_REQUESTS).items():
+        for stat, value in Admin(url).stats(ENVOY_REQUESTS).items():
             out[(name, stat.split(".")[1])] = value
     return out
 
@@ -101,7 +90,7 @@ def connection_counts(urls: dict[str, str]) -> dict[str, int]:
     (the app's socket and the trace collector left out)."""
     out: Counter[str] = Counter()
     for url in urls.values():
-        for stat, value in _stats(url, CONNECTION_STATS).items():
+        for stat, value in Admin(url).stats(CONNECTION_STATS).items():
             parts = stat.split(".")
             if parts[0] == "cluster" and parts[1] in ("app", "otel_collector"):
                 continue
