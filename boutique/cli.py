@@ -26,6 +26,7 @@ from loadgenerator import run as load_runner
 from loadgenerator.bench import cli as bench_cli
 from mesh import topology as topo
 from mesh.local import LocalOptions, LocalRun
+from mesh.ports import DEFAULT
 from mesh.processes import StartError
 from mesh.render import targets
 from mesh.restarts import CRASH_LOOP
@@ -54,7 +55,7 @@ def _local_run(args: argparse.Namespace, mesh: bool = True) -> LocalRun:
         mesh=mesh,
         public_port=args.port,
         base_port=args.base_port,
-        redis_port=getattr(args, "redis_port", 6380),
+        redis_port=getattr(args, "redis_port", DEFAULT.redis),
         fresh=getattr(args, "fresh", False),
         tracing=not getattr(args, "no_tracing", False),
         otlp_port=args.otlp_port,
@@ -133,16 +134,26 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _where(cmd: argparse.ArgumentParser, run_dir: str | None = ".run") -> None:
     """The options that say where the local mesh runs (shared by `up` and `render`)."""
-    cmd.add_argument("--port", type=int, default=8080, help="the public port (default 8080)")
+    cmd.add_argument(
+        "--port", type=int, default=DEFAULT.public, help=f"the public port ({DEFAULT.public})"
+    )
     cmd.add_argument(
         "--base-port",
         type=int,
-        default=15000,
-        help="sidecar and admin ports are counted up from here (default 15000)",
+        default=DEFAULT.base,
+        help=f"sidecar and admin ports are counted up from here ({DEFAULT.base})",
     )
-    cmd.add_argument("--otlp-port", type=int, default=4318, help="trace store OTLP/HTTP (4318)")
     cmd.add_argument(
-        "--traces-port", type=int, default=16686, help="trace view and Jaeger API (16686)"
+        "--otlp-port",
+        type=int,
+        default=DEFAULT.otlp,
+        help=f"trace store OTLP/HTTP ({DEFAULT.otlp})",
+    )
+    cmd.add_argument(
+        "--traces-port",
+        type=int,
+        default=DEFAULT.traces,
+        help=f"trace view and Jaeger API ({DEFAULT.traces})",
     )
     cmd.add_argument("--run-dir", default=run_dir, help="logs, data, configs (default .run)")
     cmd.add_argument(
@@ -167,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole shop locally")
     up.add_argument("--no-mesh", action="store_true", help="services talk to each other directly")
     up.add_argument("--no-tracing", action="store_true", help="no spans, no trace store")
-    up.add_argument("--redis-port", type=int, default=6380, help="redis-server's port (6380)")
+    up.add_argument(
+        "--redis-port",
+        type=int,
+        default=DEFAULT.redis,
+        help=f"redis-server's port ({DEFAULT.redis})",
+    )
     up.add_argument("--fresh", action="store_true", help="start with empty stores")
     up.add_argument(
         "--crash-loop",

@@ -18,10 +18,12 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from .admin import Admin
 from .ca import LocalCA
 from .placement import Instance, Placement, local_placement
+from .ports import DEFAULT, PortPlan
 from .processes import Child, StartError, Supervisor, http_ok, redis_ok, unix_http_ok
 from .render import envoy as envoy_config
 from .render.envoy import EnvoyOptions
@@ -33,20 +35,34 @@ from .topology import Topology
 class LocalOptions:
     run_dir: Path = Path(".run")
     mesh: bool = True
-    public_port: int = 8080
-    base_port: int = 15000  # sidecar and admin ports are counted up from here
-    redis_port: int = 6380
+    public_port: int = DEFAULT.public
+    base_port: int = DEFAULT.base  # sidecar and admin ports are counted up from here
+    redis_port: int = DEFAULT.redis
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=dict)  # app port overrides (no-mesh mode)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
     fresh: bool = False  # start from empty stores
     envoy_concurrency: int = 2  # worker threads per Envoy
     tracing: bool = True  # apps and sidecars send spans to the local trace store
-    otlp_port: int = 4318  # the trace store's OTLP/HTTP receiver
-    traces_port: int = 16686  # the trace store's Jaeger query API and trace view
+    otlp_port: int = DEFAULT.otlp  # the trace store's OTLP/HTTP receiver
+    traces_port: int = DEFAULT.traces  # the trace store's Jaeger query API and trace view
     load_users: int = 0  # shoppers of a steady background load (Locust); 0: none
     crash_loop: int = CRASH_LOOP  # restarts of one process within two minutes before giving up
     envoy: EnvoyOptions = field(default_factory=EnvoyOptions)  # how the proxies are rendered
+
+    @classmethod
+    def planned(cls, plan: PortPlan, run_dir: Path, **kw: Any) -> LocalOptions:
+        """Options whose every port comes from ``plan`` (``PortPlan.free`` beside other runs)."""
+        return cls(
+            run_dir=run_dir,
+            public_port=plan.public,
+            base_port=plan.base,
+            redis_port=plan.redis,
+            otlp_port=plan.otlp,
+            traces_port=plan.traces,
+            ports=dict(plan.apps),
+            **kw,
+        )
 
 
 def envoy_binary() -> str:

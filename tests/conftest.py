@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -16,16 +15,11 @@ import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from mesh.ports import free_port
 from services.kit import OPENAPI, Settings
 from tests.contract import ContractClient
 
 ServiceFactory = Callable[..., Awaitable[ContractClient]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import sys
 import tempfile
@@ -16,34 +15,17 @@ from mesh import topology as topo
 from mesh.experiments import spec
 from mesh.experiments.targets import local_proxies
 from mesh.local import LocalOptions, LocalRun
-from mesh.processes import port_in_use
+from mesh.ports import PortPlan
 
 from . import report, runner
 from .runner import Target
-
-
-def free_base(size: int = 200) -> int:
-    """The first of ``size`` consecutive free ports."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - size)
-        if not any(port_in_use(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError("no free block of ports")
 
 
 def own_mesh(topology: topo.Topology, results: Path) -> Target:
     """A fresh local mesh on free ports, in a temporary folder removed when it stops (its
     traces are kept in ``results/traces.db``: ``boutique tracestore --db`` serves them)."""
     run_dir = Path(tempfile.mkdtemp(prefix="boutique-exp-"))
-    base = free_base()
-    options = LocalOptions(
-        run_dir=run_dir,
-        public_port=base + 190,
-        base_port=base,
-        redis_port=base + 191,
-        otlp_port=base + 192,
-        traces_port=base + 193,
-    )
+    options = LocalOptions.planned(PortPlan.free(topology), run_dir)
     local = LocalRun(topology, options)
     try:
         local.start()

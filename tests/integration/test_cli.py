@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import port_plan
+from mesh import topology
+from mesh.ports import PortPlan
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,23 +24,11 @@ READY_LINE = "Ctrl-C stops everything."
 def start_up(
     run_dir: Path, public_port: int | None = None, *extra: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
-    plan = port_plan()
-    argv = [
-        sys.executable,
-        "-m",
-        "boutique",
-        "up",
-        "--run-dir",
-        str(run_dir),
-        "--port",
-        str(public_port or plan["public"]),
-        "--base-port",
-        str(plan["base"]),
-        "--redis-port",
-        str(plan["redis"]),
-        *("--otlp-port", str(plan["otlp"]), "--traces-port", str(plan["traces"])),
-        *extra,
-    ]
+    plan = PortPlan.free(topology.load())
+    if public_port:
+        plan = plan.with_public(public_port)
+    argv = [sys.executable, "-m", "boutique", "up", "--run-dir", str(run_dir), *plan.cli_args()]
+    argv += extra
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,

@@ -12,6 +12,7 @@ from boutique import cli
 from mesh.experiments import faults
 from mesh.experiments.targets import local_proxies
 from mesh.local import LocalRun
+from mesh.ports import free_block
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +63,6 @@ def test_apply_switches_a_fault_on_live_and_clear_leaves_the_runtime_clean(
 
 
 def test_apply_without_a_running_mesh_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.integration.conftest import free_block
-
     code = cli.main(["experiment", "clear", "--base-port", str(free_block(200))])
     assert code == 1
     assert "no local mesh runs" in capsys.readouterr().err
