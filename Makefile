@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint format clean bench bench-quick k8s-render k8s-secrets .system-packages
+.PHONY: setup run test lint format clean bench bench-quick k8s-render k8s-secrets compose-up \
+	compose-down .system-packages
 
 setup: $(STAMP) .system-packages
 
@@ -20,17 +21,21 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The system side, from Debian's packages when missing: redis-server for the stores, Chromium for
-# the browser tests.
+# the browser tests, Docker's engine, docker-compose and mmdebstrap for the compose stack.
 .system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v dockerd >/dev/null 2>&1 || missing="$$missing docker.io"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v mmdebstrap >/dev/null 2>&1 || missing="$$missing mmdebstrap"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing"; exit 1; }
 	@[ -x /usr/bin/chromium ] || { echo "chromium is still missing"; exit 1; }
+	@command -v dockerd >/dev/null 2>&1 || { echo "dockerd (docker.io) is still missing"; exit 1; }
 
 run: setup
 	$(VENV)/bin/boutique up --load
@@ -56,6 +61,15 @@ k8s-render: $(STAMP)
 # `kubectl apply -k istio/`; an install that has them keeps them.
 k8s-secrets: $(STAMP)
 	$(PY) -m mesh.k8s_secrets
+
+# The shop under docker compose, offline: a Docker daemon of its own (state in .cache/dockerd/),
+# images built from Debian's packages and a wheelhouse, then docker-compose.yml with
+# containers/offline.yml. With a registry, plain `docker compose up -d --build` does it.
+compose-up: setup
+	$(PY) -m containers up
+
+compose-down: $(STAMP)
+	$(PY) -m containers down
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ boutique traces [ID]       recent traces, or one trace as a tree
 boutique bench [--quick]   what the mesh costs: latency, CPU, memory, mesh on against off
 boutique experiment ...    fault-injection experiments: list, show, run, apply, clear
 boutique serve NAME        run one service (configured by environment variables)
+boutique mint              compose's identities: a CA and each workload's SPIFFE certificate
 boutique tracestore        run the local trace store (`boutique up` starts it)
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from boutique import experiment
 from loadgenerator import run as load_runner
 from loadgenerator.bench import cli as bench_cli
+from mesh import mint
 from mesh import topology as topo
 from mesh.local import LocalOptions, LocalRun
 from mesh.ports import DEFAULT
@@ -237,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service (configured by environment variables)")
     serve.add_argument("name")
     serve.set_defaults(func=cmd_serve)
+
+    minter = sub.add_parser("mint", help="compose's CA and SPIFFE certificates, one dir each")
+    mint.add_arguments(minter)
+    minter.add_argument("--topology", default=str(topo.DEFAULT_PATH), help="the topology")
+    minter.set_defaults(func=lambda args: mint.main(args, topo.load(args.topology)))
 
     store = sub.add_parser("tracestore", help="run the local trace store (OTLP in, Jaeger API out)")
     tracestore.add_arguments(store)

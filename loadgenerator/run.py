@@ -100,6 +100,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="the web UI's port (default 8089)",
     )
+    add(
+        "--web-host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the web UI's address (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
 
 
 # -- argv ------------------------------------------------------------------------------------------
@@ -123,11 +129,13 @@ def headless_argv(
     ]
 
 
-def web_argv(host: str, users: int, spawn_rate: float, web_port: int) -> list[str]:
-    """Locust's web UI on localhost; ``users`` and ``spawn_rate`` fill in its start form."""
+def web_argv(
+    host: str, users: int, spawn_rate: float, web_port: int, web_host: str = "127.0.0.1"
+) -> list[str]:
+    """Locust's web UI (on localhost by default); ``users`` and ``spawn_rate`` fill in its form."""
     return [
         *_locust(host),
-        *("--web-host", "127.0.0.1", "--web-port", str(web_port)),
+        *("--web-host", web_host, "--web-port", str(web_port)),
         *("-u", str(users), "-r", _number(spawn_rate)),
         *("--exit-code-on-error", "1", "--loglevel", "WARNING"),
     ]
@@ -332,9 +340,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     if args.web:
-        print(f"Locust's web UI: http://127.0.0.1:{args.web_port} (shoppers against {host})")
+        print(f"Locust's web UI: http://{args.web_host}:{args.web_port} (shoppers against {host})")
         print("Ctrl-C stops it.", flush=True)
-        return run_locust(web_argv(host, args.users, args.spawn_rate, args.web_port), env)
+        return run_locust(
+            web_argv(host, args.users, args.spawn_rate, args.web_port, args.web_host), env
+        )
 
     results = Path(args.results) if args.results else default_results()
     results.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,12 @@ class Identity:
 
 
 class LocalCA:
-    def __init__(self, directory: Path, trust_domain: str) -> None:
+    def __init__(
+        self, directory: Path, trust_domain: str, lifetime: dt.timedelta = LIFETIME
+    ) -> None:
         self.dir = directory
         self.trust_domain = trust_domain
+        self.lifetime = lifetime
         self.dir.mkdir(parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -42,7 +45,7 @@ class LocalCA:
             .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + LIFETIME)
+            .not_valid_after(now + self.lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -81,7 +84,7 @@ class LocalCA:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + LIFETIME)
+            .not_valid_after(now + self.lifetime)
             .add_extension(
                 x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]),
                 critical=True,

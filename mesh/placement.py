@@ -19,12 +19,14 @@ class Instance:
 
     service: str
     replica: int
-    app_socket: Path  # the app listens here, and only its sidecar connects
+    app_socket: Path | None  # the app listens here, and only its sidecar connects
     inbound_port: int  # mTLS from callers
     egress_port: int  # the app's HTTP proxy for calls to peers
     admin_port: int
     cert: Path
     key: Path
+    app_port: int | None = None  # compose: the app on its pod's loopback instead of a socket
+    address: str | None = None  # where peers reach the inbound (None: the placement's host)
 
     @property
     def name(self) -> str:
@@ -46,9 +48,18 @@ class Placement:
     ingress: IngressPlacement
     instances: dict[str, tuple[Instance, ...]]
     otlp: tuple[str, int] | None = None  # where sidecars send spans (OTLP/HTTP); None: no tracing
+    listen: str | None = None  # where inbound and public listeners bind (None: host)
+    dns: bool = False  # peers and the collector are names to resolve (compose), not addresses
 
     def all_instances(self) -> list[Instance]:
         return [i for group in self.instances.values() for i in group]
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen or self.host
+
+    def address(self, inst: Instance) -> str:
+        return inst.address or self.host
 
 
 def local_placement(
@@ -91,3 +102,38 @@ def local_placement(
     )
     otlp = (host, otlp_port) if otlp_port else None
     return Placement(host, certs / "root-cert.pem", ingress, instances, otlp)
+
+
+# In compose each pod is an app container and its sidecar container sharing one network
+# namespace, with Istio's ports: admin and egress on the pod's loopback, inbound on the network.
+POD_ADMIN_PORT = 15000
+POD_EGRESS_PORT = 15001
+POD_INBOUND_PORT = 15006
+COMPOSE_MESH_DIR = Path("/etc/mesh")  # each sidecar's own identity volume (boutique mint)
+COMPOSE_OTLP = ("otel-collector", 4318)
+
+
+def compose_placement(topology: Topology) -> Placement:
+    """Peers by container name (``products-1``), resolved by compose's DNS."""
+    cert, key = COMPOSE_MESH_DIR / "cert.pem", COMPOSE_MESH_DIR / "key.pem"
+    instances = {
+        svc.name: tuple(
+            Instance(
+                service=svc.name,
+                replica=r,
+                app_socket=None,
+                app_port=svc.port,
+                inbound_port=POD_INBOUND_PORT,
+                egress_port=POD_EGRESS_PORT,
+                admin_port=POD_ADMIN_PORT,
+                cert=cert,
+                key=key,
+                address=f"{svc.name}-{r}",
+            )
+            for r in range(svc.replicas)
+        )
+        for svc in topology.services.values()
+    }
+    ingress = IngressPlacement(topology.ingress_port, POD_ADMIN_PORT, cert, key)
+    root = COMPOSE_MESH_DIR / "root-cert.pem"
+    return Placement("127.0.0.1", root, ingress, instances, COMPOSE_OTLP, "0.0.0.0", dns=True)

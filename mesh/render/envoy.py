@@ -174,7 +174,7 @@ def _inbound(
     return {
         "name": "inbound",
         "traffic_direction": "INBOUND",
-        "address": socket(placement.host, inst.inbound_port),
+        "address": socket(placement.listen_host, inst.inbound_port),
         "filter_chains": [
             {
                 "filters": [manager],
@@ -242,7 +242,11 @@ def sidecar(
     options: EnvoyOptions = DEFAULT_OPTIONS,
 ) -> dict[str, Any]:
     svc = topology.service(inst.service)
-    app = {"pipe": {"path": str(inst.app_socket)}}
+    if inst.app_socket is not None:
+        app = {"pipe": {"path": str(inst.app_socket)}}
+    else:  # compose: the app on its pod's loopback
+        assert inst.app_port is not None, "an app listens on a socket or a port"
+        app = socket(placement.host, inst.app_port)
     clusters = [
         static_cluster("app", [app], topology.defaults.connect_timeout_ms),
         *collector_cluster(topology, placement),
@@ -295,7 +299,7 @@ def ingress(
     listener = {
         "name": "ingress",
         "traffic_direction": "INBOUND",
-        "address": socket(placement.host, ing.port),
+        "address": socket(placement.listen_host, ing.port),
         "filter_chains": [{"filters": [manager]}],
     }
     identity = (ing.cert, ing.key)

@@ -68,12 +68,13 @@ def socket(host: str, port: int) -> dict[str, Any]:
 
 
 def static_cluster(
-    name: str, addresses: list[dict[str, Any]], connect_timeout_ms: int
+    name: str, addresses: list[dict[str, Any]], connect_timeout_ms: int, dns: bool = False
 ) -> dict[str, Any]:
+    """A cluster of fixed addresses; with ``dns`` names resolved by DNS (compose's containers)."""
     endpoints = [{"endpoint": {"address": a}} for a in addresses]
     return {
         "name": name,
-        "type": "STATIC",
+        "type": "STRICT_DNS" if dns else "STATIC",
         "connect_timeout": ms(connect_timeout_ms),
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
     }
@@ -130,7 +131,8 @@ def collector_cluster(topology: Topology, placement: Placement) -> list[dict[str
     if placement.otlp is None:
         return []
     host, port = placement.otlp
-    return [static_cluster(COLLECTOR, [socket(host, port)], topology.defaults.connect_timeout_ms)]
+    timeout = topology.defaults.connect_timeout_ms
+    return [static_cluster(COLLECTOR, [socket(host, port)], timeout, placement.dns)]
 
 
 def decorator(operation: str) -> dict[str, Any]:
@@ -206,7 +208,7 @@ def peer_cluster(
     """Every replica of ``peer`` over mTLS (``identity``: this proxy's cert and key), with the
     call's circuit breaker and outlier detection."""
     cb, od = policy.circuit_breaker, policy.outlier_detection
-    addresses = [socket(placement.host, i.inbound_port) for i in placement.instances[peer]]
+    addresses = [socket(placement.address(i), i.inbound_port) for i in placement.instances[peer]]
     tls_context: dict[str, Any] = {
         "tls_certificates": [tls_certificate(*identity)],
         "validation_context": {
@@ -218,7 +220,7 @@ def peer_cluster(
     }
     if options.sidecar_http2:
         tls_context["alpn_protocols"] = ["h2"]
-    cluster = static_cluster(peer, addresses, policy.connect_timeout_ms)
+    cluster = static_cluster(peer, addresses, policy.connect_timeout_ms, placement.dns)
     return {
         **cluster,
         "lb_policy": "ROUND_ROBIN",

@@ -26,7 +26,7 @@ from mesh.local import LocalOptions
 from mesh.placement import local_placement
 from mesh.topology import Topology
 
-from . import envoy, istio
+from . import compose, envoy, istio
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 
@@ -83,6 +83,7 @@ def _header(name: str) -> str:
 TARGETS: list[Target] = [
     Target("envoy-local", "envoy/local", envoy_local, owns=("*.yaml",)),
     Target("istio", "istio", istio.render, owns=("*.yaml", "base/*.yaml", "mesh/*.yaml")),
+    Target("compose", ".", compose.files, owns=("docker-compose.yml", "envoy/compose/*.yaml")),
 ]
 
 
