@@ -461,3 +461,41 @@ def test_k8s_secrets_go_to_kubectl_on_stdin_only_and_once(tmp_path: Path) -> Non
     assert "PRIVATE KEY" in calls and not any("PRIVATE" in a or "redis://" in a for a in args)
     assert "nothing minted" in k8s_secrets.apply(topology, str(kubectl))
     assert log.read_text().count("ARGS apply") == 1
+
+
+# -- consistency ---------------------------------------------------------------------------------
+
+
+def test_every_service_selects_pods_that_listen_on_its_target_port(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    pods = {d["metadata"]["name"]: d["spec"]["template"] for d in _deployments(rendered)}
+    for svc in (o for o in _applied(rendered) if o["kind"] == "Service"):
+        name, spec = svc["metadata"]["name"], svc["spec"]
+        pod = pods[spec["selector"]["app"]]
+        assert spec["selector"].items() <= pod["metadata"]["labels"].items(), name
+        listening = {p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
+        assert {p["targetPort"] for p in spec["ports"]} <= listening, name
+        # Istio picks the protocol from the port's name
+        assert all(p["name"].split("-")[0] in {"http", "grpc", "tcp"} for p in spec["ports"])
+
+
+def test_the_istio_operator_sends_traces_to_the_rendered_collector(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    topology = topo.load()
+    (operator,) = rendered["istio-operator.yaml"]
+    assert operator["apiVersion"] == "install.istio.io/v1alpha1"
+    assert set(operator["spec"]) == {"profile", "meshConfig"}
+    mesh_config = operator["spec"]["meshConfig"]
+    assert mesh_config["trustDomain"] == topology.trust_domain  # the SPIFFE ids of local mode
+    (provider,) = mesh_config["extensionProviders"]
+    (telemetry,) = _by_kind(rendered, "Telemetry").values()
+    assert telemetry["spec"]["tracing"][0]["providers"] == [{"name": provider["name"]}]
+    host, port = provider["opentelemetry"]["service"], provider["opentelemetry"]["port"]
+    services = {
+        f"{o['metadata']['name']}.{o['metadata']['namespace']}.svc.cluster.local": o
+        for o in _applied(rendered)
+        if o["kind"] == "Service"
+    }
+    assert port in {p["port"] for p in services[host]["spec"]["ports"]}
