@@ -8,15 +8,13 @@ card network adds no delay of its own).
 
 from __future__ import annotations
 
-import random
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mesh import topology as topo
 from mesh.local import LocalOptions, LocalRun
-from mesh.processes import port_in_use
+from mesh.ports import PortPlan
 
 from . import procstat
 from .model import ByProcess, EnvoyLoad, Idle, Memory, MemoryGroup, VcpuGroups
@@ -26,39 +24,19 @@ STACK_ENV = {"PRODUCTS_STOCK": "1000000", "PAYMENT_LATENCY_MS": "0"}
 GROUPS = ("envoys", "apps", "redis", "tracestore", "client")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_block(size: int) -> int:
-    """The first port of ``size`` consecutive free ports."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - size)
-        if not any(port_in_use(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
 def stack_options(
     run_dir: Path, mesh: bool, tracing: bool, knobs: Knobs, topology: topo.Topology
 ) -> LocalOptions:
-    instances = sum(s.replicas for s in topology.services.values())
-    return LocalOptions(
-        run_dir=run_dir,
+    """A stack on ports planned free as one block, with fresh stores and the knobs applied."""
+    return LocalOptions.planned(
+        PortPlan.free(topology),
+        run_dir,
         mesh=mesh,
-        public_port=free_port(),
-        redis_port=free_port(),
-        base_port=free_block(10 * (instances + 1)),
-        ports={name: free_port() for name in topology.services},
         env={**STACK_ENV, **knobs.env},
         fresh=True,
         envoy_concurrency=knobs.envoy_concurrency,
         envoy=knobs.envoy_options(),
         tracing=tracing,
-        otlp_port=free_port(),
-        traces_port=free_port(),
     )
 
 
