@@ -14,9 +14,11 @@ import argparse
 import sys
 import textwrap
 from collections.abc import Callable
+from http.client import HTTPException
 from pathlib import Path
 
 from mesh import topology as topo
+from mesh.admin import AdminError
 from mesh.experiments import faults, spec
 from mesh.experiments.faults import Proxy
 from mesh.experiments.yamlcheck import SpecError
@@ -110,7 +112,7 @@ def attach(args: argparse.Namespace) -> tuple[LocalRun, list[Proxy]]:
     proxies: list[Proxy] = list(local_proxies(run))
     try:
         proxies[-1].admin_layer()  # the ingress answers: a mesh runs there
-    except OSError:
+    except (OSError, AdminError, HTTPException):
         raise MeshNotRunning(
             f"no local mesh runs with --base-port {args.base_port} (is `boutique up` running?)"
         ) from None

@@ -1,6 +1,7 @@
 """The sidecars of a running mesh, as :class:`faults.Proxy` objects.
 
-Locally: every instance's Envoy admin, at the addresses the local run gives (never hard-coded).
+Locally: every instance's Envoy admin through the one admin client (``mesh.admin``), at the
+addresses the local run gives (never hard-coded: TCP or Unix sockets, whatever the run uses).
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from mesh.local import LocalRun
 class LocalProxy:
     name: str
     service: str
-    admin_url: str
-
-    def __post_init__(self) -> None:
-        self.admin = Admin(self.admin_url)
+    admin: Admin
 
     def runtime_modify(self, values: dict[str, str]) -> None:
         self.admin.runtime_modify(values)
@@ -34,7 +32,8 @@ def local_proxies(run: LocalRun) -> list[LocalProxy]:
     """Every sidecar of the local run, and its ingress (service ``ingress``)."""
     assert run.placement is not None, "no sidecars without the mesh"
     proxies = [
-        LocalProxy(i.name, i.service, run.admin_url(i.name)) for i in run.placement.all_instances()
+        LocalProxy(i.name, i.service, Admin(run.admin_url(i.name)))
+        for i in run.placement.all_instances()
     ]
-    proxies.append(LocalProxy("ingress", "ingress", run.admin_url("ingress")))
+    proxies.append(LocalProxy("ingress", "ingress", Admin(run.admin_url("ingress"))))
     return proxies

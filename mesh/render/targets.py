@@ -26,7 +26,7 @@ from mesh.local import LocalOptions
 from mesh.placement import local_placement
 from mesh.topology import Topology
 
-from . import compose, envoy, istio
+from . import compose, envoy, istio, istio_experiments
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 
@@ -84,6 +84,12 @@ TARGETS: list[Target] = [
     Target("envoy-local", "envoy/local", envoy_local, owns=("*.yaml",)),
     Target("istio", "istio", istio.render, owns=("*.yaml", "base/*.yaml", "mesh/*.yaml")),
     Target("compose", ".", compose.files, owns=("docker-compose.yml", "envoy/compose/*.yaml")),
+    Target(
+        "istio-experiments",
+        "istio/experiments",
+        istio_experiments.render,
+        owns=("*/kustomization.yaml",),
+    ),
 ]
 
 

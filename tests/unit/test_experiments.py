@@ -178,3 +178,38 @@ def test_every_sidecar_has_a_fault_filter_per_caller_matching_its_verified_ident
     assert re.fullmatch(regex, xfcc.format(spiffe))
     assert not re.fullmatch(regex, xfcc.format(spiffe + "x"))
     assert not re.fullmatch(regex, xfcc.format(topo.spiffe_id("gateway")))
+
+
+def test_each_experiment_is_a_kustomize_overlay_with_the_fault_on_its_routes(
+    topo: topology.Topology,
+) -> None:
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from mesh.render import istio_experiments, targets
+
+    assert not targets.check(topo), "istio/experiments/ is stale: run `boutique render`"
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl on this machine (Debian's kubernetes-client has one)")
+    for exp in spec.load_all(topo):
+        out = subprocess.run(
+            [kubectl, "kustomize", str(targets.ROOT / "istio" / "experiments" / exp.name)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        services = [
+            o for o in yaml.safe_load_all(out.stdout)
+            if o and o["kind"] == "VirtualService" and o["metadata"]["name"] == exp.destination
+        ]  # fmt: skip
+        routes = services[0]["spec"]["http"]
+        faulted = {r["name"] for r in routes if "fault" in r}
+        callers = [exp.source] if exp.source else topo.callers(exp.destination)
+        assert faulted == {r["name"] for r in routes if r["name"].split("-")[0] in callers}
+        fault = next(r["fault"] for r in routes if "fault" in r)
+        assert fault == istio_experiments.istio_fault(exp)
+    flaky = spec.load("flaky-products", topo)
+    assert istio_experiments.istio_fault(flaky) == {
+        "abort": {"percentage": {"value": 15}, "httpStatus": 503}
+    }
