@@ -160,6 +160,10 @@ PLAIN = {
         "We could not reach the card network, so you were not charged. "
         "Please try again in a moment."
     ),
+    "orders_unavailable": (
+        "We could not place your order just now, so you were not charged. "
+        "Please try again in a moment."
+    ),
     "unauthenticated": "Please sign in again.",
 }
 

@@ -19,6 +19,8 @@ from .gateway import GatewayProblem
 from .pages import CART, SignInRequired, redirect, render
 
 PAGE_SIZE = 10
+# 5xx answers after which the checkout is over and nothing was charged: the next try is a new one
+KNOWN_ENDS = ("payment_unavailable", "orders_unavailable")
 log = logging.getLogger("boutique.frontend")
 
 
@@ -200,7 +202,7 @@ async def place_order(request: web.Request) -> web.Response:
         text = gateway.message(problem, names)
         # A failure the shop knows the end of gets a new key for the next attempt; when the
         # outcome is unknown (a 5xx), the same key again learns it and never charges twice.
-        unknown = problem.status >= 500 and problem.code != "payment_unavailable"
+        unknown = problem.status >= 500 and problem.code not in KNOWN_ENDS
         if unknown and not cart["items"]:
             return redirect("/orders")  # the cart was paid for after all: the order is there
         if unknown:

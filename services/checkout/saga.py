@@ -22,19 +22,21 @@ from urllib.parse import quote
 
 from services import kit
 
+from . import answers
 from .owed import insist, owe
 
 Order = dict[str, Any]
 Line = dict[str, Any]
 
 CURRENCY = "USD"
+HELD = ("held", "committed")  # a reservation that still stands for this checkout
+RELEASED = "released"
 log = logging.getLogger("boutique.checkout")
 
 _PLAIN_USER = re.compile(r"^[A-Za-z0-9_-]+$")
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 # Why the order is cancelled, by the payment service's answer.
 _FAILURE_REASONS = {402: "payment_declined", 422: "invalid_card", 409: "order_not_payable"}
-_RELAYED_EXTRAS = ("errors", "decline_code")
 
 
 def saga_id(user: str, key: str) -> str:
@@ -67,8 +69,12 @@ async def checkout(saga: Saga) -> Order:
     order = await find_order(saga)
     if order is None:
         order = await place_order(saga)
-    elif order["status"] == "pending" and not await reserve(saga, order["items"]):
-        return await compensate(saga, order, "reservation_expired", _stale_hold())
+    elif order["status"] == "pending":
+        hold = await reserve(saga, order["items"])
+        if hold == RELEASED:  # given back when the order seemed not to open: the same again
+            return await compensate(saga, order, "orders_unavailable", answers.orders_unavailable())
+        if hold not in HELD:
+            return await compensate(saga, order, "reservation_expired", answers.stale_hold())
     return await settle(saga, order)
 
 
@@ -79,13 +85,16 @@ async def place_order(saga: Saga) -> Order:
         # A twin of this request (same key) may have finished already and emptied the cart.
         return await _earlier_order(saga, kit.Problem(422, "Your cart is empty", code="empty_cart"))
     lines = await price(saga, cart)
-    if not await reserve(saga, lines):
-        return await _earlier_order(saga, _stale_hold())
+    hold = await reserve(saga, lines)
+    if hold not in HELD:  # released: an earlier try could not open the order (answered again)
+        return await _earlier_order(
+            saga, answers.orders_unavailable() if hold == RELEASED else answers.stale_hold()
+        )
     try:
         return await insist(lambda: open_order(saga, lines))
     except kit.Problem:  # no order to pay for: the hold goes back before the client hears
         await owe("give the held stock back", lambda: release(saga))
-        raise
+        raise answers.orders_unavailable() from None
 
 
 async def settle(saga: Saga, order: Order) -> Order:
@@ -121,12 +130,12 @@ async def price(saga: Saga, cart: dict[str, int]) -> list[Line]:
     ids = quote(",".join(cart), safe=",")
     reply = await saga.peers.get("products", f"/products?ids={ids}", user=saga.user)
     if reply.status == 404:
-        raise _unknown_products(_body(reply).get("product_ids", []))
+        raise answers.unknown_products(answers.body(reply).get("product_ids", []))
     lines = []
     for product in reply.expect(200)["products"]:
         quantity = cart[product["id"]]
         if product["available"] < quantity:
-            raise _out_of_stock(product["id"], product["available"])
+            raise answers.out_of_stock(product["id"], product["available"])
         lines.append(
             {
                 "product_id": product["id"],
@@ -139,18 +148,19 @@ async def price(saga: Saga, cart: dict[str, int]) -> list[Line]:
 
 
 @kit.telemetry.step("checkout.reserve_stock")
-async def reserve(saga: Saga, lines: list[Line]) -> bool:
-    """Hold the stock under the saga id; False when this key's hold is already over."""
+async def reserve(saga: Saga, lines: list[Line]) -> str:
+    """Hold the stock under the saga id; the hold's status (one of ``HELD`` unless this key's
+    hold is over: released or expired)."""
     items = [{"product_id": line["product_id"], "quantity": line["quantity"]} for line in lines]
     reply = await saga.peers.put(
         "products", f"/reservations/{saga.id}", json_body={"items": items}, user=saga.user
     )
-    problem = _body(reply)
+    problem = answers.body(reply)
     if reply.status == 409 and problem.get("code") == "out_of_stock":
-        raise _out_of_stock(problem.get("product_id", ""), problem.get("available", 0))
+        raise answers.out_of_stock(problem.get("product_id", ""), problem.get("available", 0))
     if reply.status == 404:
-        raise _unknown_products(problem.get("product_ids", []))
-    return reply.expect(200, 201)["status"] in ("held", "committed")
+        raise answers.unknown_products(problem.get("product_ids", []))
+    return reply.expect(200, 201)["status"]
 
 
 @kit.telemetry.step("checkout.open_order")
@@ -183,7 +193,7 @@ async def charge(saga: Saga, order: Order) -> Order:
     if reply.status >= 500:
         return await after_payment_outage(saga, order)
     reason = _FAILURE_REASONS.get(reply.status, "payment_failed")
-    failure = _relayed(reply) if reply.status in _FAILURE_REASONS else reply.problem()
+    failure = answers.relayed(reply) if reply.status in _FAILURE_REASONS else reply.problem()
     return await compensate(saga, order, reason, failure)
 
 
@@ -194,8 +204,8 @@ async def after_payment_outage(saga: Saga, order: Order) -> Order:
     if status == "succeeded":
         return await succeed(saga, order)
     if status == "declined":
-        return await compensate(saga, order, "payment_declined", _declined(found))
-    return await compensate(saga, order, "payment_unavailable", _unavailable())
+        return await compensate(saga, order, "payment_declined", answers.declined(found))
+    return await compensate(saga, order, "payment_unavailable", answers.payment_unavailable())
 
 
 async def succeed(saga: Saga, order: Order) -> Order:
@@ -228,7 +238,7 @@ async def _paid_order(saga: Saga, order: Order) -> Order | None:
     if reply.status >= 500:
         raise reply.problem()
     if reply.status not in (200, 201):  # e.g. refunded: a twin of this checkout cancelled it
-        raise _relayed(reply)
+        raise answers.relayed(reply)
     current = (await saga.peers.get("orders", f"/orders/{order['id']}", user=saga.user)).expect(200)
     return current if current["status"] == "paid" else None
 
@@ -289,10 +299,12 @@ async def stored_failure(saga: Saga, order: Order) -> kit.Problem:
     reason = order["cancel_reason"]
     if reason == "payment_declined":
         reply = await saga.peers.get("payment", f"/charges/by-key/{saga.id}", user=saga.user)
-        return _declined(reply.expect(200))
+        return answers.declined(reply.expect(200))
     if reason == "payment_unavailable":
         await _no_stray_charge(saga, order)
-        return _unavailable()
+        return answers.payment_unavailable()
+    if reason == "orders_unavailable":
+        return answers.orders_unavailable()
     return kit.Problem(
         409,
         f"This checkout failed before ({reason}); start a new one with a new Idempotency-Key",
@@ -342,66 +354,4 @@ async def _charge_by_key(saga: Saga) -> dict[str, Any] | None:
         reply = await saga.peers.get("payment", f"/charges/by-key/{saga.id}", user=saga.user)
     except kit.Problem:
         return None
-    return _body(reply) if reply.status == 200 else None
-
-
-def _unavailable() -> kit.Problem:
-    return kit.Problem(
-        503,
-        "The payment service could not be reached; you were not charged. Try again with a new "
-        "Idempotency-Key",
-        code="payment_unavailable",
-        dependency="payment",
-        headers={"Retry-After": "2"},
-    )
-
-
-def _declined(charge: dict[str, Any]) -> kit.Problem:
-    return kit.Problem(
-        402,
-        "The card was declined; you were not charged",
-        code="card_declined",
-        decline_code=charge.get("decline_code") or "generic_decline",
-    )
-
-
-def _body(reply: kit.PeerReply) -> dict[str, Any]:
-    return reply.data if isinstance(reply.data, dict) else {}
-
-
-def _relayed(reply: kit.PeerReply) -> kit.Problem:
-    """The payment service's problem, answered as ours (status, code, detail, known extras)."""
-    data = _body(reply)
-    if reply.status == 402:
-        return _declined(data)
-    extras = {k: data[k] for k in _RELAYED_EXTRAS if k in data}
-    detail = data.get("detail") or f"The payment service answered {reply.status}"
-    return kit.Problem(reply.status, detail, code=data.get("code", "payment_failed"), **extras)
-
-
-def _out_of_stock(product_id: str, available: int) -> kit.Problem:
-    return kit.Problem(
-        409,
-        f"Not enough stock of {product_id!r}: {available} available",
-        code="out_of_stock",
-        product_id=product_id,
-        available=available,
-    )
-
-
-def _unknown_products(product_ids: list[str]) -> kit.Problem:
-    return kit.Problem(
-        409,
-        "A product in your cart is no longer sold",
-        code="unknown_product",
-        product_ids=product_ids,
-    )
-
-
-def _stale_hold() -> kit.Problem:
-    return kit.Problem(
-        409,
-        "This checkout's stock hold is over; start a new one with a new Idempotency-Key",
-        code="checkout_failed",
-        reason="reservation_expired",
-    )
+    return answers.body(reply) if reply.status == 200 else None
