@@ -12,6 +12,7 @@ answers on the public port itself, so one client can compare both.
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import sys
 import time
@@ -20,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .admin import Admin
+from .admin import Admin, AdminError
 from .ca import LocalCA
 from .placement import Instance, Placement, local_placement
 from .ports import DEFAULT, PortPlan
@@ -63,6 +64,15 @@ class LocalOptions:
             ports=dict(plan.apps),
             **kw,
         )
+
+
+def sees_app_ready(sidecar: Admin) -> bool:
+    """True when the sidecar's health check finds its app ready (its ``app`` host healthy)."""
+    try:
+        hosts = sidecar.hosts().get("app", {})
+    except (OSError, AdminError, http.client.HTTPException):
+        return False
+    return bool(hosts) and all(flags == "healthy" for flags in hosts.values())
 
 
 def envoy_binary() -> str:
@@ -263,11 +273,15 @@ class LocalRun:
             "--service-node",
             name,
         ]
+        admin = Admin(f"http://{self.options.host}:{admin_port}")
+        # A sidecar is ready once its own health check finds its app ready (readiness gates
+        # traffic); the ingress once it serves.
+        ready = admin.ready if name == "ingress" else partial(sees_app_ready, admin)
         return Child(
             f"envoy:{name}",
             argv,
             self.log(f"envoy-{name}"),
-            ready=Admin(f"http://{self.options.host}:{admin_port}").ready,
+            ready=ready,
             ports=(admin_port, *ports),
         )
 

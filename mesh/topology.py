@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from . import access
+from . import access, resilience
 from .access import Operation, UserToken
 from .fields import TopologyError, UniqueKeyLoader
 from .fields import duration as _duration
@@ -25,6 +25,7 @@ from .fields import merge as _merge
 from .fields import name as _name
 from .fields import percent as _percent
 from .fields import port as _port
+from .resilience import Admission, Readiness
 
 DEFAULT_PATH = Path(__file__).with_name("topology.yaml")
 STORES = {"sqlite", "redis"}
@@ -110,6 +111,8 @@ class Topology:
     defaults: CallPolicy  # what a call gets when it says nothing; the ingress's edge policy
     user_token: UserToken = field(default_factory=UserToken)
     sampling: float = 100.0  # percent of requests traced (``mesh.tracing.sampling``)
+    readiness: Readiness = field(default_factory=Readiness)  # ``mesh.readiness``
+    admission: Admission = field(default_factory=Admission)  # ``mesh.ingress.admission``
 
     def service(self, name: str) -> Service:
         try:
@@ -154,9 +157,11 @@ def parse(raw: Any) -> Topology:
     raw = _mapping(raw, "(top level)")
     _known(raw, {"mesh", "defaults", "services"}, "(top level)")
     mesh = _mapping(raw.get("mesh", {}), "mesh")
-    _known(mesh, {"trust_domain", "namespace", "ingress", "user_token", "tracing"}, "mesh")
+    _known(
+        mesh, {"trust_domain", "namespace", "ingress", "user_token", "tracing", "readiness"}, "mesh"
+    )
     ingress = _mapping(mesh.get("ingress", {}), "mesh.ingress")
-    _known(ingress, {"port", "routes", "retries"}, "mesh.ingress")
+    _known(ingress, {"port", "routes", "retries", "admission"}, "mesh.ingress")
     edge_retries = _mapping(ingress.get("retries", {}), "mesh.ingress.retries")
     _retries(edge_retries, "1s", EDGE_RETRY_ON, "mesh.ingress.retries")  # its own mistakes first
     tracing = _mapping(mesh.get("tracing", {}), "mesh.tracing")
@@ -182,6 +187,8 @@ def parse(raw: Any) -> Topology:
             access.user_token, mesh.get("user_token", {}), "mesh.user_token", _duration
         ),
         sampling=_percent(tracing.get("sampling", 100), "mesh.tracing.sampling"),
+        readiness=resilience.readiness(mesh.get("readiness", {}), "mesh.readiness"),
+        admission=resilience.admission(ingress.get("admission", {}), "mesh.ingress.admission"),
     )
     _check(topology)
     return topology

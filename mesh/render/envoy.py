@@ -5,11 +5,13 @@ Each is a pure function of the topology, a placement (where everything listens) 
 
 A sidecar has two listeners:
 - ``inbound``: mTLS required; the caller's SPIFFE id checked against the topology (RBAC); the
-  fault filter (off until switched on through the runtime); then the app on its Unix socket.
+  fault filter (off until switched on through the runtime); then the app on its Unix socket,
+  health-checked: an app that is not ready gets no traffic (``envoy_resilience.py``).
 - ``outbound``: the app's HTTP proxy; one virtual host per peer the topology allows, carrying
   the call's timeout and retries, to a cluster per peer with circuit breaking, outlier detection
   and mTLS origination. Any other host is refused with 403.
-The ingress serves the public port and routes by path prefix, as Istio's ingress gateway does.
+The ingress serves the public port and routes by path prefix, as Istio's ingress gateway does,
+and admits per service only what the topology's admission limits allow (a fast 503 beyond).
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ from .envoy_pieces import (
     static_cluster,
     tls_certificate,
     tracing,
+)
+from .envoy_resilience import (
+    admission_breakers,
+    not_ready_reply,
+    overloaded_reply,
+    readiness_check,
+    retry_not_ready,
 )
 
 __all__ = [
@@ -156,6 +165,7 @@ def _inbound(
             *(_fault(topology, caller) for caller in topology.callers(name)),
         ],
         options,
+        **not_ready_reply(name),
         forward_client_cert_details="SANITIZE_SET",
         set_current_client_cert_details={"uri": True},
         **tracing(topology, placement, name, options, spawn=False),
@@ -188,8 +198,8 @@ def _peer_routes(peer: str, policy: CallPolicy) -> list[dict[str, Any]]:
     """Safe-to-repeat requests get the full retry policy; the rest only never-reached retries.
     With ``attempts: 0`` no route retries."""
     route = {"cluster": peer, "timeout": ms(policy.timeout_ms)}
-    safe = {**route, **retry_policy(policy.retries)}
-    unsafe = {**route, **retry_policy(policy.retries, on=NEVER_REACHED)}
+    safe = retry_not_ready({**route, **retry_policy(policy.retries)})
+    unsafe = retry_not_ready({**route, **retry_policy(policy.retries, on=NEVER_REACHED)})
     method = {"name": ":method", "string_match": {"safe_regex": {"regex": SAFE_METHODS}}}
     keyed = {"name": IDEMPOTENCY_HEADER, "present_match": True}
     named = decorator(f"egress {peer}")
@@ -248,7 +258,10 @@ def sidecar(
         assert inst.app_port is not None, "an app listens on a socket or a port"
         app = socket(placement.host, inst.app_port)
     clusters = [
-        static_cluster("app", [app], topology.defaults.connect_timeout_ms),
+        {
+            **static_cluster("app", [app], topology.defaults.connect_timeout_ms),
+            **readiness_check(topology.readiness, svc.name),
+        },
         *collector_cluster(topology, placement),
         *(
             peer_cluster(topology, placement, peer, policy, (inst.cert, inst.key), options)
@@ -294,6 +307,7 @@ def ingress(
         [],
         options,
         use_remote_address=True,
+        **overloaded_reply(),
         **tracing(topology, placement, "ingress", options, spawn=True),
     )
     listener = {
@@ -306,7 +320,10 @@ def ingress(
     clusters = [
         *collector_cluster(topology, placement),
         *(
-            peer_cluster(topology, placement, service, topology.defaults, identity, options)
+            {
+                **peer_cluster(topology, placement, service, topology.defaults, identity, options),
+                **admission_breakers(topology.admission),
+            }
             for service in dict.fromkeys(r.service for r in topology.ingress_routes)
         ),
     ]

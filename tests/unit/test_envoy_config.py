@@ -55,10 +55,14 @@ def test_the_outbound_listener_carries_each_calls_policy(rendered: dict[str, Pat
     assert safe["route"]["retry_policy"]["num_retries"] == 3
     assert safe["route"]["retry_policy"]["per_try_timeout"] == "0.600s"
     assert keyed["match"]["headers"] == [{"name": "idempotency-key", "present_match": True}]
-    # a POST without an idempotency key is only retried when it never reached the app
+    # a POST without an idempotency key is only retried when it never reached the app (a
+    # peer's not-ready answer, marked by its sidecar, included)
     assert other["route"]["retry_policy"]["retry_on"] == (
-        "connect-failure,refused-stream,reset-before-request"
+        "connect-failure,refused-stream,reset-before-request,retriable-headers"
     )
+    assert other["route"]["retry_policy"]["retriable_headers"] == [
+        {"name": "x-mesh-not-ready", "present_match": True}
+    ]
     cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "products")
     assert len(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]) == 2  # two replicas
     assert cluster["outlier_detection"]["consecutive_5xx"] == 5
@@ -137,3 +141,44 @@ def test_the_sampling_rate_comes_from_the_topology() -> None:
         for listener in configs[name]["static_resources"]["listeners"]:
             hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
             assert hcm["tracing"]["random_sampling"] == {"value": 12.5}, name
+
+
+def _hcm(config: dict, listener: str) -> dict:
+    found = next(x for x in config["static_resources"]["listeners"] if x["name"] == listener)
+    return found["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_each_sidecar_checks_its_apps_readiness_as_the_topology_says() -> None:
+    raw = _raw()
+    raw["mesh"]["readiness"] = {"interval": "2s", "timeout": "500ms", "unhealthy_threshold": 3}
+    config = _render(raw)["orders-0"]
+    app = _clusters(config)["app"]
+    [check] = app["health_checks"]
+    assert check["http_health_check"] == {"path": "/readyz", "host": "orders"}
+    assert (check["interval"], check["timeout"]) == ("2.000s", "0.500s")
+    assert check["no_traffic_interval"] == "2.000s"  # not Envoy's idle minute
+    assert (check["unhealthy_threshold"], check["healthy_threshold"]) == (3, 1)
+    # no panic routing: an unready app gets nothing, even as its sidecar's only host
+    assert app["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
+    [mapper] = _hcm(config, "inbound")["local_reply_config"]["mappers"]
+    assert mapper["filter"] == {"response_flag_filter": {"flags": ["UH"]}}
+    assert '"code":"not_ready"' in mapper["body"]["inline_string"]
+    headers = {h["header"]["key"]: h["header"]["value"] for h in mapper["headers_to_add"]}
+    assert headers == {"retry-after": "1", "x-mesh-not-ready": "true"}
+
+
+def test_the_ingress_admits_per_service_what_the_topology_allows() -> None:
+    raw = _raw()
+    raw["mesh"]["ingress"]["admission"] = {"max_requests": 20, "max_pending": 5}
+    config = _render(raw)["ingress"]
+    for service in ("gateway", "frontend"):
+        [limits] = _clusters(config)[service]["circuit_breakers"]["thresholds"]
+        assert (limits["max_requests"], limits["max_pending_requests"]) == (20, 5), service
+        assert limits["max_connections"] == 20
+    [mapper] = _hcm(config, "ingress")["local_reply_config"]["mappers"]
+    assert mapper["filter"] == {"response_flag_filter": {"flags": ["UO"]}}
+    assert mapper["body_format_override"]["content_type"] == "application/problem+json"
+    assert '"code":"overloaded"' in mapper["body"]["inline_string"]
+    assert {"header": {"key": "retry-after", "value": "1"}} in [
+        {"header": h["header"]} for h in mapper["headers_to_add"]
+    ]

@@ -83,6 +83,20 @@ def _raw() -> dict:
         (lambda r: r["mesh"]["tracing"].update(sampling=101), "mesh.tracing.sampling"),
         (lambda r: r["mesh"]["tracing"].update(sampling="all"), "mesh.tracing.sampling"),
         (lambda r: r["mesh"]["tracing"].update(rate=1), "mesh.tracing: unknown field"),
+        (lambda r: r["mesh"]["readiness"].update(path="readyz"), "readiness.path: expected a"),
+        (lambda r: r["mesh"]["readiness"].update(interval="1"), "readiness.interval: bad"),
+        (lambda r: r["mesh"]["readiness"].update(timeout="2s"), "readiness.timeout: at most"),
+        (
+            lambda r: r["mesh"]["readiness"].update(unhealthy_threshold=0),
+            "unhealthy_threshold .checks.: expected a whole number 1-10",
+        ),
+        (lambda r: r["mesh"]["readiness"].update(every="1s"), "readiness: unknown field"),
+        (
+            lambda r: r["mesh"]["ingress"]["admission"].update(max_requests=0),
+            "mesh.ingress.admission.max_requests: expected a whole number",
+        ),
+        (lambda r: r["mesh"]["ingress"]["admission"].update(max_pending=-1), "max_pending"),
+        (lambda r: r["mesh"]["ingress"]["admission"].update(rps=5), "admission: unknown"),
     ],
 )
 def test_mistakes_are_refused_with_a_clear_message(mutate, message) -> None:  # type: ignore[no-untyped-def]
