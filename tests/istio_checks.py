@@ -113,7 +113,9 @@ def envoy_retries(route: dict[str, Any]) -> tuple[int, int, frozenset[str]] | No
     policy = route.get("retry_policy")
     if not policy or not policy.get("num_retries"):
         return None
-    on = frozenset(policy["retry_on"].split(","))
+    # retriable-headers retries a local sidecar's own not-ready answer; on Kubernetes a pod that
+    # is not ready leaves the Service's endpoints instead (its readinessProbe), so no such answer
+    on = frozenset(policy["retry_on"].split(",")) - {"retriable-headers"}
     return policy["num_retries"], to_ms(policy["per_try_timeout"]), on
 
 

@@ -258,6 +258,26 @@ def _by_kind(objs: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, dict
     return {o["metadata"]["name"]: o for os_ in objs.values() for o in os_ if o["kind"] == kind}
 
 
+def _edge_as_caller(topology: topo.Topology, ingress: dict[str, Any], callee: str) -> dict:
+    """The ingress's cluster to ``callee`` as one more caller's. Its limits are the edge's
+    admission (``mesh.ingress.admission``, for the ingress gateway's own pods), checked here;
+    as a caller it counts with the defaults' circuit breaker."""
+    edge = checks.envoy_cluster(ingress, callee)
+    admission = topology.admission
+    assert (edge["max_requests"], edge["max_pending_requests"]) == (
+        admission.max_requests,
+        admission.max_pending,
+    ), callee
+    cb = topology.defaults.circuit_breaker
+    return {
+        **edge,
+        "max_connections": cb.max_connections,
+        "max_pending_requests": cb.max_pending_requests,
+        "max_requests": cb.max_requests,
+        "max_retries": cb.max_retries,
+    }
+
+
 def assert_equivalent(
     topology: topo.Topology,
     local: dict[str, dict[str, Any]],
@@ -276,7 +296,7 @@ def assert_equivalent(
         callers = topology.callers(callee)
         clusters = [checks.envoy_cluster(local[c], callee) for c in callers]
         if topology.exposed(callee):
-            clusters.append(checks.envoy_cluster(local["ingress"], callee))
+            clusters.append(_edge_as_caller(topology, local["ingress"], callee))
         if clusters:
             assert checks.istio_cluster(drs[callee]) == checks.strictest(clusters), callee
         for caller in callers:
