@@ -159,6 +159,13 @@ def envoy_routes(sidecar: dict[str, Any], callee: str) -> list[tuple[Any, ...]]:
     ]
 
 
+def envoy_peers(sidecar: dict[str, Any]) -> set[str]:
+    """The hosts the app may call through its egress (the catch-all refusal left out)."""
+    listener = next(x for x in sidecar["static_resources"]["listeners"] if x["name"] == "outbound")
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return {v["name"] for v in hcm["route_config"]["virtual_hosts"]} - {"not-allowed"}
+
+
 def istio_routes(vs: dict[str, Any], caller: str) -> list[tuple[Any, ...]]:
     out = []
     for route in vs["spec"]["http"]:

@@ -7,8 +7,8 @@ for ``istioctl install -f istio/istio-operator.yaml``:
   Deployment, Service, SQLite claim); ``redis.yaml``; ``tracing.yaml`` (Collector + Jaeger);
   ``locust.yaml``; ``ingress.yaml`` (the Gateway ``boutique`` and the VirtualService ``ingress``).
 - ``mesh/``: ``namespace.yaml`` (PeerAuthentication STRICT, default deny, Telemetry) and per
-  service ``<name>.yaml``: its VirtualService (when it has callers), DestinationRule and
-  AuthorizationPolicy; ``redis.yaml``: who may reach Redis.
+  service ``<name>.yaml``: its VirtualService (when it has callers), DestinationRule, Sidecar
+  (the hosts its app may reach) and AuthorizationPolicy; ``redis.yaml``: who may reach Redis.
 
 Names others rely on (``istio/experiments/<name>/`` overlays patch them): every callee service
 has exactly one VirtualService, named after the service, in the topology's namespace
@@ -74,11 +74,12 @@ def base(topology: Topology) -> dict[str, list[dict[str, Any]]]:
 
 def mesh(topology: Topology) -> dict[str, list[dict[str, Any]]]:
     files = {"namespace.yaml": security.namespace_policies(topology)}
-    for name in topology.services:
+    for name, svc in topology.services.items():
         vs = [traffic.virtual_service(topology, name)] if topology.callers(name) else []
         files[f"{name}.yaml"] = [
             *vs,
             traffic.destination_rule(topology, name),
+            traffic.sidecar(topology, svc),
             security.authorization(topology, name),
         ]
     files["redis.yaml"] = [security.redis_authorization(topology)]

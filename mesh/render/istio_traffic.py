@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.topology import CallPolicy, CircuitBreaker, OutlierDetection, Topology
+from mesh.topology import CallPolicy, CircuitBreaker, OutlierDetection, Service, Topology
 
 from .envoy_pieces import IDEMPOTENCY_HEADER, NEVER_REACHED, SAFE_METHODS
 from .istio_meta import (
+    COLLECTOR,
     GATEWAY_NAME,
     INGRESS_SELECTOR,
     INGRESS_VS_NAME,
     NETWORKING,
+    REDIS,
     SERVICE_PORT,
     duration,
     fqdn,
@@ -171,3 +173,19 @@ def gateway(topology: Topology) -> list[dict[str, Any]]:
         spec={"hosts": ["*"], "gateways": [GATEWAY_NAME], "http": routes},
     )
     return [gw, vs]
+
+
+def sidecar(topology: Topology, svc: Service) -> dict[str, Any]:
+    """The service's Sidecar: its app reaches the peers it may call (and the Collector, and Redis
+    for a Redis store) and no other host, as the local egress refuses an undeclared host."""
+    hosts = [*svc.calls, COLLECTOR, *([REDIS] if "redis" in svc.stores else [])]
+    return obj(
+        NETWORKING,
+        "Sidecar",
+        meta(svc.name, topology.namespace, app=svc.name),
+        spec={
+            "workloadSelector": {"labels": {"app": svc.name}},
+            "egress": [{"hosts": [f"./{fqdn(topology, h)}" for h in hosts]}],
+            "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+        },
+    )

@@ -308,6 +308,12 @@ def assert_equivalent(
             gateway_id if p == ingress_id else p for p in checks.envoy_callers(local[callee])
         }
         assert checks.istio_callers(aps[callee]) == allowed, callee
+    sidecars = _by_kind(rendered, "Sidecar")
+    infrastructure = {"otel-collector", "redis"}
+    for name in topology.services:
+        (egress,) = sidecars[name]["spec"]["egress"]
+        reachable = {h.split("/")[1].split(".")[0] for h in egress["hosts"]} - infrastructure
+        assert reachable == checks.envoy_peers(local[name]), name
     assert _istio_edge(vss["ingress"]) == _envoy_edge(local["ingress"])
     (telemetry,) = _by_kind(rendered, "Telemetry").values()
     (tracing,) = telemetry["spec"]["tracing"]
