@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from mesh.mint import SIDECAR_UID, workloads
+from mesh import mint
+from mesh.mint import SIDECAR_UID
 from mesh.placement import (
     COMPOSE_MESH_DIR,
     COMPOSE_OTLP,
@@ -46,6 +47,8 @@ CONFIG_HEADER = """\
 # {what}
 """
 DATA_DIR = "/var/lib/boutique"
+APP_SECRETS = "/run/secrets/boutique"  # an app's own secrets volume (boutique mint)
+REDIS_ACL_DIR = "/etc/redis/acl"
 
 HEADER = """\
 # Rendered from mesh/topology.yaml by `boutique render` (mesh/render/compose.py): do not edit.
@@ -113,16 +116,27 @@ def app(topology: Topology, service: str) -> dict[str, Any]:
     }
     depends: dict[str, Any] = {**_minted(), "otel-collector": {"condition": "service_started"}}
     if "redis" in svc.stores:
-        env["REDIS_URL"] = "redis://redis:6379/0"
+        env["REDIS_URL_FILE"] = f"{APP_SECRETS}/{mint.REDIS_URL}"  # its own user and password
         depends.update(_healthy("redis"))
+    token = topology.user_token
+    if service == token.signer:  # it alone holds the key that signs user tokens
+        env["USER_TOKEN_KEY_FILE"] = f"{APP_SECRETS}/{mint.TOKEN_KEY}"
+        env["USER_TOKEN_ISSUER"] = token.issuer
+        env["USER_TOKEN_AUDIENCE"] = token.audience
+        env["USER_TOKEN_TTL_SECONDS"] = str(token.ttl_s)
     spec = _ours(
         command=["boutique", "serve", service],
         environment=env,
         depends_on=depends,
         healthcheck=probe(f"http://127.0.0.1:{svc.port}/readyz"),
     )
+    volumes = []
     if "sqlite" in svc.stores:
-        spec["volumes"] = [f"data-{service}:{DATA_DIR}"]  # replicas share their service's data
+        volumes.append(f"data-{service}:{DATA_DIR}")  # replicas share their service's data
+    if service in mint.app_secrets(topology):
+        volumes.append(f"secrets-{service}:{APP_SECRETS}:ro")
+    if volumes:
+        spec["volumes"] = volumes
     return spec
 
 
@@ -139,7 +153,7 @@ def services(topology: Topology) -> dict[str, Any]:
         "mint": _ours(
             user="0",  # writes into fresh volumes, and hands each file to the sidecars' user
             command=["boutique", "mint", "--out", "/mesh"],
-            volumes=[f"mesh-{w}:/mesh/{w}" for w in workloads(topology)],
+            volumes=[f"{v}:/mesh/{f}" for v, f in mint.folders(topology).items()],
             restart="no",
         ),
         "redis": {
@@ -147,10 +161,18 @@ def services(topology: Topology) -> dict[str, Any]:
             "command": [
                 "redis-server",
                 *("--dir", "/data", "--appendonly", "yes", "--save", ""),
-                *("--protected-mode", "no"),  # the network is the stack's own
+                # one user per service, the default user off (boutique mint)
+                *("--aclfile", f"{REDIS_ACL_DIR}/{mint.REDIS_ACL}", "--protected-mode", "no"),
             ],
-            "volumes": ["redis-data:/data"],
-            "healthcheck": {**probe(""), "test": ["CMD", "redis-cli", "ping"]},
+            "volumes": ["redis-data:/data", f"secrets-redis:{REDIS_ACL_DIR}:ro"],
+            "depends_on": _minted(),
+            "healthcheck": {
+                **probe(""),
+                "test": [
+                    *("CMD", "redis-cli", "--no-auth-warning"),
+                    *("--user", "healthcheck", "--pass", "-", "ping"),
+                ],
+            },
         },
         "jaeger": {
             "image": JAEGER_IMAGE,
@@ -199,7 +221,7 @@ def _ingress_url() -> str:
 
 
 def render(topology: Topology) -> dict[str, Any]:
-    volumes = [f"mesh-{w}" for w in workloads(topology)]
+    volumes = list(mint.folders(topology))
     volumes += [f"data-{s.name}" for s in topology.services.values() if "sqlite" in s.stores]
     volumes.append("redis-data")
     return {"services": services(topology), "volumes": {v: {} for v in volumes}}

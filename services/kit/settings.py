@@ -26,7 +26,8 @@ class Settings:
     - ``HOST`` / ``PORT``: where the app listens; or ``UNIX_SOCKET``, a socket path (then the
       app has no TCP port at all: in the local mesh only its sidecar can reach it).
     - ``DATABASE_URL``: SQLAlchemy URL; SQLite under ``BOUTIQUE_DATA_DIR`` by default.
-    - ``REDIS_URL``: Redis for services that use it.
+    - ``REDIS_URL``: Redis for services that use it; or ``REDIS_URL_FILE``, a file holding it
+      (compose: the URL carries the service's own Redis password, kept out of the environment).
     - ``PEER_SOCKET``: a Unix socket every peer call goes to (the sidecar's egress, in a folder
       only this app's user can open: the local mesh).
     - ``PEER_PROXY``: an HTTP proxy every peer call goes through (the sidecar's egress: compose).
@@ -59,7 +60,7 @@ class Settings:
             port=int(env.get("PORT", "8080")),
             unix_socket=env.get("UNIX_SOCKET") or None,
             database_url=database_url,
-            redis_url=env.get("REDIS_URL", "redis://localhost/0"),
+            redis_url=_redis_url(env),
             peer_proxy=env.get("PEER_PROXY") or None,
             peer_socket=env.get("PEER_SOCKET") or None,
             peer_urls=_peer_urls(env.get("PEER_URLS", "")),
@@ -70,6 +71,13 @@ class Settings:
     def get(self, name: str, default: str = "") -> str:
         """A service-specific variable, e.g. ``settings.get("PAYMENT_LATENCY_MS", "0")``."""
         return self.environ.get(name, default)
+
+
+def _redis_url(env: dict[str, str]) -> str:
+    path = env.get("REDIS_URL_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return env.get("REDIS_URL", "redis://localhost/0")
 
 
 def _data_dir_from(env: dict[str, str]) -> Path:

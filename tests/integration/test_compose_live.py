@@ -85,6 +85,20 @@ except (OSError, http.client.HTTPException) as exc:
     print("failed", type(exc).__name__)
 """
 
+REDIS_AS_CART = """
+import redis
+own = redis.Redis.from_url(open("/run/secrets/boutique/redis-url").read().strip())
+own.set("cart:compose-probe", "1")
+print("own:", own.get("cart:compose-probe").decode())
+anonymous = redis.Redis("redis")
+for name, client, key in (("others", own, "session:x"), ("anonymous", anonymous, "cart:x")):
+    try:
+        client.get(key)
+        print(name + ": read")
+    except redis.exceptions.RedisError as exc:
+        print(name + ": " + type(exc).__name__)
+"""
+
 
 def _free_ports() -> dict[str, int]:
     import random
@@ -178,6 +192,13 @@ def test_callers_the_topology_does_not_declare_are_refused(stack: Stack) -> None
     for port in ("8102", "15001", "15000"):
         out = stack.exec("orders-0", "python3", "-c", CONNECT, "products-0", port)
         assert out.startswith("refused"), f"products-0:{port} {out}"
+
+
+def test_each_service_reaches_only_its_own_redis_keys(stack: Stack) -> None:
+    out = stack.exec("cart-0", "python3", "-c", REDIS_AS_CART)
+    assert "own: 1" in out, out
+    assert "others: NoPermissionError" in out, out  # cart's user may not read sessions
+    assert "anonymous: read" not in out and "anonymous: " in out, out  # the default user is off
 
 
 async def _status_until(

@@ -227,3 +227,34 @@ def test_mint_keeps_a_current_set_and_gives_each_workload_its_own_identity(
     (minted / "orders" / "cert.pem").unlink()
     assert mint.mint(topo, minted)  # an incomplete set is minted afresh, every workload
     assert (minted / "cart" / "cert.pem").read_bytes() != before
+
+
+def test_mint_gives_each_app_only_its_own_secrets(minted: Path) -> None:
+    topo = topology.load()
+    redis_users = {s.name for s in topo.services.values() if s.redis_keys}
+    assert redis_users and set(mint.app_secrets(topo)) == redis_users | {topo.user_token.signer}
+    acl = (minted / "redis" / mint.REDIS_ACL).read_text().splitlines()
+    assert acl[0].startswith("user default off")
+    assert mint.HEALTHCHECK_USER in acl and acl[-1].endswith("-@all +ping")
+    for name in redis_users:
+        url = (minted / f"app-{name}" / mint.REDIS_URL).read_text()
+        password = url.split("//")[1].split("@")[0].split(":")[1]
+        assert url.startswith(f"redis://{name}:") and password not in "\n".join(acl)
+        assert oct((minted / f"app-{name}" / mint.REDIS_URL).stat().st_mode & 0o777) == "0o400"
+    assert (minted / f"app-{topo.user_token.signer}" / mint.TOKEN_KEY).exists()
+    assert [p.name for p in minted.glob("app-*/" + mint.TOKEN_KEY)] == [mint.TOKEN_KEY]
+
+
+def test_each_app_mounts_only_its_own_secrets_and_redis_only_the_acl(
+    stack: dict[str, Any],
+) -> None:
+    services = stack["services"]
+    for service, pod in compose.instance_names(topology.load()):
+        secrets = [v for v in services[pod].get("volumes", []) if v.startswith("secrets-")]
+        expected = [f"secrets-{service}:{compose.APP_SECRETS}:ro"]
+        assert secrets == (expected if service in mint.app_secrets(topology.load()) else [])
+    redis = services["redis"]
+    assert [v for v in redis["volumes"] if v.startswith("secrets-")] == [
+        f"secrets-redis:{compose.REDIS_ACL_DIR}:ro"
+    ]
+    assert "--aclfile" in redis["command"]
