@@ -20,6 +20,17 @@ def _truthy(value: object) -> bool:
     return bool(value)
 
 
+class _Deadline:
+    def __init__(self, within: float, what: str) -> None:
+        self.within, self.what = within, what
+        self.at = time.monotonic() + within
+
+    def check(self, value: object) -> None:
+        """Fail the test once the deadline has passed, naming the last value seen."""
+        if time.monotonic() > self.at:
+            pytest.fail(f"{self.what} did not hold within {self.within:g} s (last: {value!r:.500})")
+
+
 def wait_for(
     probe: Callable[[], T],
     until: Callable[[T], bool] = _truthy,
@@ -28,14 +39,11 @@ def wait_for(
     interval: float = 0.05,
     what: str = "the condition",
 ) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not hold within {within:g} s (last seen: {value!r:.500})")
+    deadline = _Deadline(within, what)
+    while not until(value := probe()):
+        deadline.check(value)
         time.sleep(interval)
+    return value
 
 
 async def eventually(
@@ -46,11 +54,8 @@ async def eventually(
     interval: float = 0.05,
     what: str = "the condition",
 ) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not hold within {within:g} s (last seen: {value!r:.500})")
+    deadline = _Deadline(within, what)
+    while not until(value := await probe()):
+        deadline.check(value)
         await asyncio.sleep(interval)
+    return value

@@ -72,21 +72,13 @@ async def test_a_retry_hides_a_failing_replica(shop: LocalRun, http: aiohttp.Cli
     retries = await gw.stat("cluster.products.upstream_rq_retry")
     aborts = await p0.stat("http.inbound.fault.aborts_injected")
     # Keep outlier detection out of this test: only the retry may hide the failure.
-    await runtime(
+    no_ejection = switched(
         gw,
         outlier_detection__enforcing_consecutive_5xx=0,
         outlier_detection__enforcing_consecutive_gateway_failure=0,
     )
-    await runtime(p0, fault__http__abort__abort_percent=100)
-    try:
+    async with no_ejection, switched(p0, fault__http__abort__abort_percent=100):
         got = await statuses(http, shop.public_url + PRODUCT, 12)
-    finally:
-        await runtime(p0, fault__http__abort__abort_percent="")
-        await runtime(
-            gw,
-            outlier_detection__enforcing_consecutive_5xx="",
-            outlier_detection__enforcing_consecutive_gateway_failure="",
-        )
     assert await p0.stat("http.inbound.fault.aborts_injected") > aborts, "no failure happened"
     assert got == [200] * 12, "a failure reached the shopper"
     assert await gw.stat("cluster.products.upstream_rq_retry") > retries
@@ -98,16 +90,11 @@ async def test_a_timeout_turns_a_stuck_peer_into_a_504(
     gw, o0 = admin(shop, "gateway-0", http), admin(shop, "orders-0", http)
     auth = await sign_in(http, shop.public_url + "/api")
     timeouts = await gw.stat("cluster.orders.upstream_rq_timeout")
-    await runtime(
+    stuck = switched(
         o0, fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=6000
     )
-    try:
-        async with http.get(shop.public_url + "/api/orders", headers=auth) as resp:
-            status, ctype, body = resp.status, resp.content_type, await resp.json()
-    finally:
-        await runtime(
-            o0, fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
-        )
+    async with stuck, http.get(shop.public_url + "/api/orders", headers=auth) as resp:
+        status, ctype, body = resp.status, resp.content_type, await resp.json()
     assert status == 504
     assert ctype == "application/problem+json" and body["dependency"] == "orders"
     assert await gw.stat("cluster.orders.upstream_rq_timeout") == timeouts + 1
@@ -120,33 +107,23 @@ async def test_a_circuit_breaker_sheds_load_past_its_limit(
     auth = await sign_in(http, shop.public_url + "/api")
     shed_before = await gw.stat("cluster.orders.upstream_rq_pending_overflow")
     # The same thresholds the topology sets, lowered for this test through the runtime.
-    await runtime(
+    lowered = switched(
         gw,
         circuit_breakers__orders__default__max_connections=2,
         circuit_breakers__orders__default__max_pending_requests=1,
         circuit_breakers__orders__default__max_requests=2,
     )
-    await runtime(
+    slow = switched(
         o0, fault__http__delay__fixed_delay_percent=100, fault__http__delay__fixed_duration_ms=1000
     )
-    try:
 
-        async def one() -> int:
-            async with http.get(shop.public_url + "/api/orders", headers=auth) as resp:
-                await resp.read()
-                return resp.status
+    async def one() -> int:
+        async with http.get(shop.public_url + "/api/orders", headers=auth) as resp:
+            await resp.read()
+            return resp.status
 
+    async with lowered, slow:
         got = await asyncio.gather(*(one() for _ in range(12)))
-    finally:
-        await runtime(
-            o0, fault__http__delay__fixed_delay_percent="", fault__http__delay__fixed_duration_ms=""
-        )
-        await runtime(
-            gw,
-            circuit_breakers__orders__default__max_connections="",
-            circuit_breakers__orders__default__max_pending_requests="",
-            circuit_breakers__orders__default__max_requests="",
-        )
     shed = await gw.stat("cluster.orders.upstream_rq_pending_overflow") - shed_before
     assert got.count(200) >= 2, got  # what fits under the limit is served
     assert got.count(503) >= 1, got  # the rest is shed at once
