@@ -8,7 +8,8 @@ for ``istioctl install -f istio/istio-operator.yaml``:
   ``locust.yaml``; ``ingress.yaml`` (the Gateway ``boutique`` and the VirtualService ``ingress``).
 - ``mesh/``: ``namespace.yaml`` (PeerAuthentication STRICT, default deny, Telemetry) and per
   service ``<name>.yaml``: its VirtualService (when it has callers), DestinationRule, Sidecar
-  (the hosts its app may reach) and AuthorizationPolicy; ``redis.yaml``: who may reach Redis.
+  (the hosts its app may reach) and AuthorizationPolicy; ``redis.yaml``: who may reach Redis;
+  ``ingress.yaml``: the edge's admission, DestinationRules for the ingress gateway's pods.
 
 Names others rely on (``istio/experiments/<name>/`` overlays patch them): every callee service
 has exactly one VirtualService, named after the service, in the topology's namespace
@@ -83,6 +84,7 @@ def mesh(topology: Topology) -> dict[str, list[dict[str, Any]]]:
             security.authorization(topology, name),
         ]
     files["redis.yaml"] = [security.redis_authorization(topology)]
+    files["ingress.yaml"] = traffic.ingress_destination_rules(topology)
     return files
 
 

@@ -65,6 +65,17 @@ def duration(ms: int) -> str:
 
 def check(topology: Topology) -> None:
     """Stop with the place named when the topology cannot be rendered for Kubernetes + Istio."""
+    r = topology.readiness
+    for key, value in (("interval", r.interval_ms), ("timeout", r.timeout_ms)):
+        if value % 1000:
+            raise IstioRenderError(
+                f"mesh.readiness.{key}: {value}ms; a Kubernetes readinessProbe counts whole seconds"
+            )
+    if topology.admission.max_pending == 0:
+        raise IstioRenderError(
+            "mesh.ingress.admission.max_pending: 0 (nothing waits) cannot be said to Istio, "
+            "which reads 0 as its default (no limit)"
+        )
     for svc in topology.services.values():
         where = f"services.{svc.name}"
         if svc.name in INFRASTRUCTURE:

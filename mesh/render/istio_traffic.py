@@ -25,6 +25,7 @@ from .envoy_pieces import IDEMPOTENCY_HEADER, NEVER_REACHED, SAFE_METHODS
 from .istio_meta import (
     COLLECTOR,
     GATEWAY_NAME,
+    INGRESS_NAMESPACE,
     INGRESS_SELECTOR,
     INGRESS_VS_NAME,
     NETWORKING,
@@ -127,10 +128,9 @@ def traffic_policy(cb: CircuitBreaker, od: OutlierDetection, connect_ms: int) ->
 
 
 def destination_rule(topology: Topology, callee: str) -> dict[str, Any]:
-    """The callee's DestinationRule (named after it); mTLS even for a service nobody calls."""
+    """The callee's DestinationRule (named after it) for its callers' pods; mTLS even for a
+    service nobody calls. The ingress gateway has its own (:func:`ingress_destination_rules`)."""
     policies = [topology.service(c).calls[callee] for c in topology.callers(callee)]
-    if topology.exposed(callee):
-        policies.append(topology.defaults)  # the ingress's edge policy, as in the local mode
     cb, od, connect_ms = strictest(policies or [topology.defaults])
     return obj(
         NETWORKING,
@@ -189,3 +189,37 @@ def sidecar(topology: Topology, svc: Service) -> dict[str, Any]:
             "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
         },
     )
+
+
+def edge_breaker(topology: Topology) -> CircuitBreaker:
+    """The ingress's limits per service (``mesh.ingress.admission``), as the local edge has them:
+    ``max_requests`` in flight (a connection each), ``max_pending`` waiting."""
+    a = topology.admission
+    return CircuitBreaker(
+        max_connections=a.max_requests,
+        max_pending_requests=a.max_pending,
+        max_requests=a.max_requests,
+        max_retries=max(3, a.max_requests // 4),
+    )
+
+
+def ingress_destination_rules(topology: Topology) -> list[dict[str, Any]]:
+    """Per service the ingress routes to, a DestinationRule for the ingress gateway's own pods
+    (``workloadSelector``, in their namespace): the edge's admission as its connection pool, the
+    defaults' outlier detection, mTLS."""
+    d = topology.defaults
+    policy = traffic_policy(edge_breaker(topology), d.outlier_detection, d.connect_timeout_ms)
+    return [
+        obj(
+            NETWORKING,
+            "DestinationRule",
+            meta(f"{INGRESS_VS_NAME}-{service}", INGRESS_NAMESPACE, app=service),
+            spec={
+                "host": fqdn(topology, service),
+                "workloadSelector": {"matchLabels": dict(INGRESS_SELECTOR)},
+                "exportTo": ["."],
+                "trafficPolicy": policy,
+            },
+        )
+        for service in dict.fromkeys(r.service for r in topology.ingress_routes)
+    ]

@@ -147,13 +147,20 @@ def _mounts(volumes: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": n, "mountPath": path} for n, path in volumes.items()]
 
 
-def _probe(path: str, seconds: int, failures: int) -> dict[str, Any]:
+def _probe(path: str, seconds: int, failures: int, timeout: int = 2) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
         "periodSeconds": seconds,
-        "timeoutSeconds": 2,
+        "timeoutSeconds": timeout,
         "failureThreshold": failures,
     }
+
+
+def readiness_probe(topology: Topology) -> dict[str, Any]:
+    """``mesh.readiness``, as each local sidecar checks its app (whole seconds: check())."""
+    r = topology.readiness
+    probe = _probe(r.path, r.interval_ms // 1000, r.unhealthy_threshold, r.timeout_ms // 1000)
+    return {**probe, "successThreshold": r.healthy_threshold}
 
 
 def service_env(topology: Topology, svc: Service) -> dict[str, Any]:
@@ -213,7 +220,7 @@ def service_workload(topology: Topology, svc: Service) -> list[dict[str, Any]]:
         "command": ["boutique", "serve", svc.name],
         "env": _env(service_env(topology, svc)),
         "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
-        "readinessProbe": _probe("/readyz", 5, 3),
+        "readinessProbe": readiness_probe(topology),
         "livenessProbe": _probe("/healthz", 10, 3),
         "resources": resources("50m", "96Mi", "500m", "256Mi"),
         "securityContext": container_security(),

@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from boutique import cli
 from mesh import k8s_secrets
 from mesh import topology as topo
 from mesh.placement import local_placement
@@ -233,6 +234,14 @@ def test_replicas_of_a_sqlite_service_share_one_database_on_one_node(
         (lambda r: r["services"]["cart"].update(port=15006), "services.cart.port"),
         (lambda r: r["services"]["orders"].update(port=443), "services.orders.port"),
         (lambda r: r["services"].update(redis={"port": 8200}), "services.redis"),
+        (
+            lambda r: r["mesh"]["readiness"].update(interval="500ms", timeout="200ms"),
+            r"mesh\.readiness\.interval",
+        ),
+        (
+            lambda r: r["mesh"]["ingress"]["admission"].update(max_pending=0),
+            r"mesh\.ingress\.admission\.max_pending",
+        ),
     ],
 )
 def test_a_topology_istio_cannot_carry_stops_the_render_naming_the_place(
@@ -258,24 +267,29 @@ def _by_kind(objs: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, dict
     return {o["metadata"]["name"]: o for os_ in objs.values() for o in os_ if o["kind"] == kind}
 
 
-def _edge_as_caller(topology: topo.Topology, ingress: dict[str, Any], callee: str) -> dict:
-    """The ingress's cluster to ``callee`` as one more caller's. Its limits are the edge's
-    admission (``mesh.ingress.admission``, for the ingress gateway's own pods), checked here;
-    as a caller it counts with the defaults' circuit breaker."""
-    edge = checks.envoy_cluster(ingress, callee)
-    admission = topology.admission
-    assert (edge["max_requests"], edge["max_pending_requests"]) == (
-        admission.max_requests,
-        admission.max_pending,
-    ), callee
-    cb = topology.defaults.circuit_breaker
-    return {
-        **edge,
-        "max_connections": cb.max_connections,
-        "max_pending_requests": cb.max_pending_requests,
-        "max_requests": cb.max_requests,
-        "max_retries": cb.max_retries,
-    }
+def _readiness(sidecar: dict[str, Any]) -> tuple[Any, ...]:
+    """The local sidecar's check of its app: path, interval, timeout, thresholds."""
+    app = next(c for c in sidecar["static_resources"]["clusters"] if c["name"] == "app")
+    (hc,) = app["health_checks"]
+    return (
+        hc["http_health_check"]["path"],
+        checks.to_ms(hc["interval"]),
+        checks.to_ms(hc["timeout"]),
+        hc["unhealthy_threshold"],
+        hc["healthy_threshold"],
+    )
+
+
+def _probe(deployment: dict[str, Any]) -> tuple[Any, ...]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    p = container["readinessProbe"]
+    return (
+        p["httpGet"]["path"],
+        p["periodSeconds"] * 1000,
+        p["timeoutSeconds"] * 1000,
+        p["failureThreshold"],
+        p["successThreshold"],
+    )
 
 
 def assert_equivalent(
@@ -295,8 +309,9 @@ def assert_equivalent(
     for callee in topology.services:
         callers = topology.callers(callee)
         clusters = [checks.envoy_cluster(local[c], callee) for c in callers]
-        if topology.exposed(callee):
-            clusters.append(_edge_as_caller(topology, local["ingress"], callee))
+        if topology.exposed(callee):  # the ingress gateway's pods have a rule of their own
+            edge = checks.envoy_cluster(local["ingress"], callee)
+            assert checks.istio_cluster(drs[f"ingress-{callee}"]) == edge, callee
         if clusters:
             assert checks.istio_cluster(drs[callee]) == checks.strictest(clusters), callee
         for caller in callers:
@@ -308,6 +323,9 @@ def assert_equivalent(
             gateway_id if p == ingress_id else p for p in checks.envoy_callers(local[callee])
         }
         assert checks.istio_callers(aps[callee]) == allowed, callee
+    deployments = _by_kind(rendered, "Deployment")
+    for name in topology.services:
+        assert _probe(deployments[name]) == _readiness(local[name]), name
     sidecars = _by_kind(rendered, "Sidecar")
     infrastructure = {"otel-collector", "redis"}
     for name in topology.services:
@@ -525,3 +543,14 @@ def test_the_istio_operator_sends_traces_to_the_rendered_collector(
         if o["kind"] == "Service"
     }
     assert port in {p["port"] for p in services[host]["spec"]["ports"]}
+
+
+def test_boutique_render_stops_naming_the_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "topology.yaml"
+    bad.write_text(topo.DEFAULT_PATH.read_text().replace("port: 8103", "port: 15006"))
+    assert cli.main(["render", "--check", "--topology", str(bad)]) == 2
+    assert "services.cart.port: 15006 is one of the ports Istio's sidecar takes" in (
+        capsys.readouterr().err
+    )
