@@ -16,6 +16,7 @@ import textwrap
 from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
+from typing import Any
 
 from mesh import topology as topo
 from mesh.admin import AdminError
@@ -43,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser, where: Callable[..., None]) -
     clear = sub.add_parser("clear", help="switch every fault off in the running mesh")
     for cmd in (run, apply, clear):
         where(cmd)
+        cmd.add_argument(
+            "--target",
+            choices=("local", "compose"),
+            default="local",
+            help="the local mesh (default) or the compose stack that `make compose-up` started",
+        )
     show.add_argument(
         "--topology", default=str(topo.DEFAULT_PATH), help="the topology (mesh/topology.yaml)"
     )
@@ -119,9 +126,24 @@ def attach(args: argparse.Namespace) -> tuple[LocalRun, list[Proxy]]:
     return run, proxies
 
 
+def compose(args: argparse.Namespace) -> tuple[Any, list[Proxy]]:
+    """The compose stack that `make compose-up` left running, and its sidecars."""
+    from containers.daemon import Stack
+    from mesh.experiments.targets import compose_proxies
+
+    stack = Stack.find()
+    if stack is None:
+        raise MeshNotRunning("no compose stack runs here (`make compose-up` starts one)")
+    return stack, list(compose_proxies(stack, topo.load(args.topology)))
+
+
+def proxies_of(args: argparse.Namespace) -> list[Proxy]:
+    return compose(args)[1] if args.target == "compose" else attach(args)[1]
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
-    run, proxies = attach(args)
-    exp = spec.load(args.name, run.topology)
+    proxies = proxies_of(args)
+    exp = spec.load(args.name, topo.load(args.topology))
     switched = faults.apply(exp, proxies)
     print(f"{exp.name}: {exp.fault_text()}")
     print(f"switched on in {', '.join(switched)}; `boutique experiment clear` switches it off")
@@ -129,7 +151,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    _, proxies = attach(args)
+    proxies = proxies_of(args)
     removed = faults.clear(proxies)
     if not removed:
         print("no fault was switched on")
@@ -141,7 +163,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from loadgenerator.experiments import cli as run_cli
 
-    return run_cli.run_experiment(args, attach)
+    return run_cli.run_experiment(args, attach, compose)
 
 
 ACTIONS: dict[str, Callable[[argparse.Namespace], int]] = {

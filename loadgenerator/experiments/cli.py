@@ -76,12 +76,25 @@ def _progress() -> Callable[[str], None]:
     return show
 
 
-def run_experiment(args: argparse.Namespace, attach: Callable[..., Any]) -> int:
+def compose_target(stack: Any, proxies: list[Any]) -> Target:
+    """The compose stack: its published ports; its books are in volumes, not read here."""
+    return Target(
+        "compose",
+        stack.url(),
+        proxies,
+        traces_url=stack.url("BOUTIQUE_JAEGER_PORT"),
+        how=f"the compose stack {stack.project} at {stack.url()}",
+    )
+
+
+def run_experiment(
+    args: argparse.Namespace, attach: Callable[..., Any], compose: Callable[..., Any]
+) -> int:
     topology = topo.load(args.topology)
     exp = spec.load(args.name, topology)
     results = Path(args.results or f"results/experiment-{exp.name}-{time.strftime('%H%M%S')}")
-    target = None
-    if not args.own_mesh:
+    target = compose_target(*compose(args)) if args.target == "compose" else None
+    if target is None and not args.own_mesh:
         try:
             target = attached(*attach(args))
         except RuntimeError:

@@ -2,14 +2,20 @@
 
 Locally: every instance's Envoy admin through the one admin client (``mesh.admin``), at the
 addresses the local run gives (never hard-coded: TCP or Unix sockets, whatever the run uses).
+In compose: ``docker exec`` into each sidecar container, through the stack's own helper.
 """
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
-from mesh.admin import Admin
+from mesh.admin import Admin, admin_layer, parse_stats
 from mesh.local import LocalRun
+from mesh.placement import POD_ADMIN_PORT
+from mesh.topology import Topology
 
 
 @dataclass
@@ -36,4 +42,41 @@ def local_proxies(run: LocalRun) -> list[LocalProxy]:
         for i in run.placement.all_instances()
     ]
     proxies.append(LocalProxy("ingress", "ingress", Admin(run.admin_url("ingress"))))
+    return proxies
+
+
+@dataclass
+class ComposeProxy:
+    """A sidecar of the compose stack: its admin is on its pod's loopback only, so every call
+    is a ``docker exec`` into the sidecar's container (the stack's own admin helper)."""
+
+    name: str
+    service: str
+    stack: Any  # containers.daemon.Stack
+
+    def _admin(self, path: str, params: dict[str, str] | None = None, method: str = "GET") -> str:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        if self.service == "ingress":
+            url = f"http://127.0.0.1:{POD_ADMIN_PORT}{path}{query}"
+            return self.stack.exec("ingress", "python3", "-m", "mesh.probe", "-X", method, url)
+        return self.stack.admin(self.name, f"{path}{query}", method)
+
+    def runtime_modify(self, values: dict[str, str]) -> None:
+        self._admin("/runtime_modify", values, method="POST")
+
+    def admin_layer(self) -> dict[str, str]:
+        return admin_layer(json.loads(self._admin("/runtime")))
+
+    def counters(self, pattern: str) -> dict[str, int]:
+        return parse_stats(self._admin("/stats", {"filter": pattern}))
+
+
+def compose_proxies(stack: Any, topology: Topology) -> list[ComposeProxy]:
+    """Every sidecar of the compose stack (``<service>-<replica>``), and its ingress."""
+    proxies = [
+        ComposeProxy(f"{svc.name}-{r}", svc.name, stack)
+        for svc in topology.services.values()
+        for r in range(svc.replicas)
+    ]
+    proxies.append(ComposeProxy("ingress", "ingress", stack))
     return proxies
