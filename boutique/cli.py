@@ -64,6 +64,7 @@ def _local_run(args: argparse.Namespace, mesh: bool = True) -> LocalRun:
         traces_port=args.traces_port,
         load_users=getattr(args, "load", 0),
         crash_loop=getattr(args, "crash_loop", CRASH_LOOP),
+        https=getattr(args, "https", False),
     )
     return LocalRun(topo.load(args.topology), options)
 
@@ -119,7 +120,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if options.load_users:
         print(f"load:     {options.load_users} Locust shoppers (log: {run.log('load')})")
     if options.mesh:
-        print(f"admin:    {run.admin_url('ingress')}/  (each sidecar's: the admin column above)")
+        admin = run.admin_socket("ingress")
+        print(f"admin:    curl --unix-socket {admin} http://admin/  (sidecars': pods/<instance>/)")
     print(f"logs:     {run.run_dir}/logs/<process>.log")
     print("\nA process that exits is restarted. Ctrl-C stops everything.", flush=True)
     code = 0
@@ -184,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-port",
         type=int,
         default=DEFAULT.redis,
-        help=f"redis-server's port ({DEFAULT.redis})",
+        help=f"unused locally: Redis listens on a Unix socket ({DEFAULT.redis})",
+    )
+    up.add_argument(
+        "--https", action="store_true", help="serve the public port over TLS (a minted cert)"
     )
     up.add_argument("--fresh", action="store_true", help="start with empty stores")
     up.add_argument(

@@ -65,6 +65,7 @@ CHECKOUT_OUT_OF_STOCK = "/api/checkout [out of stock]"
 CHECKOUT_DECLINED = "/api/checkout [declined card]"
 ORDERS = "/api/orders"
 ORDER = "/api/orders/[id]"
+SIGN_IN_TRIES = 30  # a rate-limited sign-up or sign-in is tried again this often
 
 Outcomes = Mapping[tuple[int, str], str]  # (status, problem code) -> the name it is counted as
 
@@ -78,6 +79,7 @@ class Reply:
     data: dict[str, Any] = field(default_factory=dict)
     ok: bool = False
     outcome: str | None = None
+    retry_after: float = 1.0  # seconds, from a 429's Retry-After
 
 
 def card(number: str) -> dict[str, Any]:
@@ -94,6 +96,11 @@ def json_of(resp: Any) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else {}
+
+
+def _retry_after(resp: Any) -> float:
+    raw = resp.headers.get("Retry-After", "1")
+    return min(float(raw), 10.0) if raw.isdigit() else 1.0
 
 
 def describe(resp: Any, data: dict[str, Any] | None, expect: int) -> str:
@@ -130,7 +137,7 @@ class Shopper(HttpUser):
         is a success counted under its own name; anything else is a failure."""
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as resp:
             data = json_of(resp)
-            reply = Reply(resp.status_code, data or {})
+            reply = Reply(resp.status_code, data or {}, retry_after=_retry_after(resp))
             code = reply.data.get("code")
             renamed = (outcomes or {}).get((resp.status_code, code)) if code else None
             if resp.status_code == expect and data is not None:
@@ -174,15 +181,25 @@ class Customer(Shopper):
                 "email": f"shopper-{uuid.uuid4().hex[:16]}@example.com",
                 "password": secrets.token_urlsafe(12),
             }
-            reply = self.call("POST", "/api/auth/register", REGISTER, expect=201, json=creds)
+            reply = self.signing(REGISTER, 201, creds)
             if not reply.ok:
                 return False
             self.credentials = creds
-        reply = self.call("POST", "/api/auth/login", LOGIN, json=self.credentials)
+        reply = self.signing(LOGIN, 200, self.credentials)
         if reply.ok:
             self.token = reply.data["token"]
             self.client.headers["Authorization"] = f"Bearer {self.token}"
         return reply.ok
+
+    def signing(self, path: str, expect: int, creds: dict[str, str]) -> Reply:
+        """Sign up or in; the edge rate-limits both (429 + Retry-After): wait it out and retry."""
+        limited = {(429, "rate_limited"): f"{path} [rate limited, retried]"}
+        for _ in range(SIGN_IN_TRIES):
+            reply = self.call("POST", path, path, expect=expect, outcomes=limited, json=creds)
+            if reply.outcome != "rate_limited":
+                break
+            gevent.sleep(reply.retry_after)
+        return reply
 
     def remember_cart(self, reply: Reply) -> None:
         if reply.ok:

@@ -7,6 +7,7 @@
 - ``user_scoped`` (per service): every request must carry a user token the sidecar verified.
 - ``redis_keys`` (per service with a ``redis`` store): the key patterns its Redis user may touch.
 - ``mesh.user_token``: the signed end-user token (issuer, audience, lifetime, the signing service).
+- ``mesh.ingress.rate_limit``: the operations the edge rate-limits (sign-in, sign-up).
 """
 
 from __future__ import annotations
@@ -61,6 +62,23 @@ class UserToken:
     signer: str = "gateway"
     header: str = "x-user-token"  # where a service passes it on
     user_header: str = "x-user-id"  # where the sidecar puts the verified subject
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The edge's token bucket per operation (sign-in and sign-up): ``per_second`` each."""
+
+    per_second: int = 10
+    operations: tuple[Operation, ...] = ()
+
+
+def rate_limit(value: Any, where: str) -> RateLimit:
+    if not isinstance(value, dict) or set(value) - {"per_second", "operations"}:
+        raise AccessError(f"{where}: expected a mapping of per_second and operations")
+    per_second = value.get("per_second", RateLimit.per_second)
+    if not isinstance(per_second, int) or isinstance(per_second, bool) or not per_second >= 1:
+        raise AccessError(f"{where}.per_second: expected a whole number from 1")
+    return RateLimit(per_second, operations(value.get("operations"), f"{where}.operations"))
 
 
 def operations(value: Any, where: str) -> tuple[Operation, ...]:

@@ -34,6 +34,26 @@ KEY_ID = "boutique-user-token"
 REDIS_COMMANDS = "+@all -@dangerous -@admin"
 
 
+def private_dir(path: Path | None) -> None:
+    """A folder only this user may open (0700), made if missing."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)
+
+
+def user_token_env(topology: Topology, directory: Path, service: str) -> dict[str, str]:
+    """The signer (the gateway) alone is given the user-token key, and the token's claims."""
+    token = topology.user_token
+    if service != token.signer:
+        return {}
+    return {
+        "USER_TOKEN_KEY_FILE": str(directory / "user-token-key.pem"),
+        "USER_TOKEN_ISSUER": token.issuer,
+        "USER_TOKEN_AUDIENCE": token.audience,
+        "USER_TOKEN_TTL_SECONDS": str(token.ttl_s),
+    }
+
+
 def write_secret(path: Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` readable by this user alone (created 0600, never wider)."""
     raw = data.encode() if isinstance(data, str) else data

@@ -4,9 +4,14 @@
 restarts any that exits (as a kubelet would; see ``mesh.restarts``), and stops them all. The
 CLI (``boutique up``) and the integration tests use the same class.
 
-With the mesh (the default) each app listens only on a Unix socket that its sidecar connects
-to, and calls its peers through its sidecar's egress listener; the ingress serves the public
-port. With ``mesh=False`` the apps listen on TCP and call each other directly, and the gateway
+With the mesh (the default) each instance has a private folder (``pods/<instance>/``, 0700): its
+app listens only on a Unix socket there that its sidecar connects to, and calls its peers
+through its sidecar's egress, a Unix socket beside it; the sidecar's admin is one too. The
+ingress serves the public port. The run directory is 0700, every child runs with umask 077, and
+the secrets (user-token key, Redis users, certificates) are minted at each start
+(``mesh.keys``, ``mesh.ca``); Redis listens only on a Unix socket, with one ACL user per service.
+
+With ``mesh=False`` the apps listen on TCP and call each other directly, and the gateway
 answers on the public port itself, so one client can compare both.
 """
 
@@ -21,11 +26,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import keys
 from .admin import Admin, AdminError
 from .ca import LocalCA
 from .placement import Instance, Placement, local_placement
 from .ports import DEFAULT, PortPlan
-from .processes import Child, StartError, Supervisor, http_ok, redis_ok, unix_http_ok
+from .processes import Child, StartError, Supervisor, http_ok, unix_http_ok, unix_redis_ok
 from .render import envoy as envoy_config
 from .render.envoy import EnvoyOptions
 from .restarts import CRASH_LOOP, RestartPolicy, Restarts
@@ -38,7 +44,7 @@ class LocalOptions:
     mesh: bool = True
     public_port: int = DEFAULT.public
     base_port: int = DEFAULT.base  # sidecar and admin ports are counted up from here
-    redis_port: int = DEFAULT.redis
+    redis_port: int = DEFAULT.redis  # unused: Redis listens on a Unix socket (redis_socket)
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=dict)  # app port overrides (no-mesh mode)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
@@ -48,6 +54,7 @@ class LocalOptions:
     otlp_port: int = DEFAULT.otlp  # the trace store's OTLP/HTTP receiver
     traces_port: int = DEFAULT.traces  # the trace store's Jaeger query API and trace view
     load_users: int = 0  # shoppers of a steady background load (Locust); 0: none
+    https: bool = False  # the public port serves TLS with a certificate minted at start
     crash_loop: int = CRASH_LOOP  # restarts of one process within two minutes before giving up
     envoy: EnvoyOptions = field(default_factory=EnvoyOptions)  # how the proxies are rendered
 
@@ -101,7 +108,9 @@ class LocalRun:
                 self.options.base_port,
                 self.options.host,
                 otlp_port=self.options.otlp_port if self.options.tracing else None,
+                https=self.options.https,
             )
+        self.redis_users: keys.RedisUsers | None = None
 
     # -- addresses -----------------------------------------------------------------------------
 
@@ -115,7 +124,8 @@ class LocalRun:
 
     @property
     def public_url(self) -> str:
-        return f"http://{self.options.host}:{self.options.public_port}"
+        scheme = "https" if self.options.https and self.placement else "http"
+        return f"{scheme}://{self.options.host}:{self.options.public_port}"
 
     @property
     def shop_url(self) -> str:
@@ -130,17 +140,35 @@ class LocalRun:
         return f"http://{self.options.host}:{self.options.traces_port}"
 
     @property
-    def redis_url(self) -> str:
-        return f"redis://{self.options.host}:{self.options.redis_port}/0"
+    def redis_socket(self) -> Path:
+        """Redis listens here only (no TCP port), in a folder only this user can open."""
+        return self.run_dir / "redis" / "redis.sock"
 
-    def admin_url(self, name: str) -> str:
-        """The Envoy admin page of ``ingress`` or of a sidecar (``cart-0``)."""
+    @property
+    def redis_url(self) -> str:
+        """Redis without a user: every command is refused (the default user is off)."""
+        return f"unix://{self.redis_socket}?db=0"
+
+    def redis_url_for(self, service: str) -> str:
+        """``service``'s own Redis user and password (minted at start), or no user at all."""
+        password = self.redis_users.passwords.get(service) if self.redis_users else None
+        if password is None:
+            return self.redis_url
+        return f"unix://{service}:{password}@{self.redis_socket}?db=0"
+
+    def admin_socket(self, name: str) -> Path:
+        """The Envoy admin socket of ``ingress`` or of a sidecar (``cart-0``)."""
         assert self.placement is not None, "no sidecars without the mesh"
         if name == "ingress":
-            port = self.placement.ingress.admin_port
+            path = self.placement.ingress.admin_socket
         else:
-            port = next(i.admin_port for i in self.placement.all_instances() if i.name == name)
-        return f"http://{self.options.host}:{port}"
+            path = next(i.admin_socket for i in self.placement.all_instances() if i.name == name)
+        assert path is not None
+        return path
+
+    def admin_url(self, name: str) -> str:
+        """The Envoy admin of ``ingress`` or of a sidecar, as ``unix://<socket>``."""
+        return f"unix://{self.admin_socket(name)}"
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -149,13 +177,19 @@ class LocalRun:
         if binary is None:
             raise StartError("redis-server is not installed; `make setup` installs it")
         data = self.run_dir / "redis"
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data.chmod(0o700)
+        self.redis_users = keys.mint_redis_users(self.topology, data)
         argv = [
             binary,
             "--port",
-            str(self.options.redis_port),
-            "--bind",
-            self.options.host,
+            "0",  # no TCP at all
+            "--unixsocket",
+            str(self.redis_socket),
+            "--unixsocketperm",
+            "600",
+            "--aclfile",
+            str(self.redis_users.acl_file),
             "--dir",
             str(data),
             "--appendonly",
@@ -164,11 +198,7 @@ class LocalRun:
             "",
         ]
         return Child(
-            "redis",
-            argv,
-            self.log("redis"),
-            ready=partial(redis_ok, self.options.redis_port),
-            ports=(self.options.redis_port,),
+            "redis", argv, self.log("redis"), ready=partial(unix_redis_ok, self.redis_socket)
         )
 
     def log(self, name: str) -> Path:
@@ -216,7 +246,7 @@ class LocalRun:
             "SERVICE_NAME": name,
             "TRACES_URL": self.traces_url,  # where a page links to its trace
             "BOUTIQUE_DATA_DIR": str(self.run_dir / "data"),
-            "REDIS_URL": self.redis_url,
+            "REDIS_URL": self.redis_url_for(name),
             "PYTHONUNBUFFERED": "1",
             **tracing,
             **self.options.env,
@@ -245,8 +275,9 @@ class LocalRun:
         inst.app_socket.unlink(missing_ok=True)
         env = {
             **self._service_env(inst.service),
+            **keys.user_token_env(self.topology, self.run_dir / "keys", inst.service),
             "UNIX_SOCKET": str(inst.app_socket),
-            "PEER_PROXY": f"http://{self.options.host}:{inst.egress_port}",
+            "PEER_SOCKET": str(inst.egress_socket),
         }
         return Child(
             inst.name,
@@ -257,7 +288,7 @@ class LocalRun:
         )
 
     def envoy_child(
-        self, name: str, config: Path, admin_port: int, ports: tuple[int, ...]
+        self, name: str, config: Path, admin_socket: Path, ports: tuple[int, ...]
     ) -> Child:
         argv = [
             envoy_binary(),
@@ -273,7 +304,7 @@ class LocalRun:
             "--service-node",
             name,
         ]
-        admin = Admin(f"http://{self.options.host}:{admin_port}")
+        admin = Admin(f"unix://{admin_socket}")
         # A sidecar is ready once its own health check finds its app ready (readiness gates
         # traffic); the ingress once it serves.
         ready = admin.ready if name == "ingress" else partial(sees_app_ready, admin)
@@ -282,22 +313,33 @@ class LocalRun:
             argv,
             self.log(f"envoy-{name}"),
             ready=ready,
-            ports=(admin_port, *ports),
+            ports=ports,
         )
 
     def mint(self) -> None:
-        """Mint this run's identities: a CA, and a certificate per service and the ingress."""
+        """Mint this run's identities and keys: a CA, a certificate per service and the ingress,
+        the user-token key (and its JWKS), and with ``https`` the edge's certificate."""
         topo = self.topology
         ca = LocalCA(self.run_dir / "certs", topo.trust_domain)
         for name in [*topo.services, "ingress"]:
             ca.issue(topo.spiffe_id(name), name)
+        token_key = keys.mint_user_token_key(self.run_dir / "keys")
+        (self.run_dir / "keys" / "user-token.jwks").write_text(token_key.jwks)  # public
+        if self.options.https:
+            keys.mint_edge_certificate(self.run_dir / "certs", self.options.host)
 
     def render(self) -> dict[str, Path]:
         """Mint identities and write every Envoy config into the run directory."""
         assert self.placement is not None
         topo, placement = self.topology, self.placement
         self.mint()
-        (self.run_dir / "sockets").mkdir(parents=True, exist_ok=True)
+        keys.private_dir(self.run_dir / "pods")
+        for inst in placement.all_instances():
+            keys.private_dir(inst.pod_dir)
+            for sock in (inst.egress_socket, inst.admin_socket):
+                if sock:
+                    sock.unlink(missing_ok=True)
+        keys.private_dir(self.run_dir / "pods" / "ingress")
         out = self.run_dir / "envoy"
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
@@ -310,6 +352,7 @@ class LocalRun:
 
     def start(self, deadline_s: float = 60.0) -> None:
         t0 = time.monotonic()
+        keys.private_dir(self.run_dir)  # 0700: no other user reads stores, keys or logs
         if self.options.fresh:
             for sub in ("data", "redis"):
                 shutil.rmtree(self.run_dir / sub, ignore_errors=True)
@@ -322,13 +365,15 @@ class LocalRun:
             apps = [self.app_child(i) for i in self.placement.all_instances()]
             envoys = [
                 self.envoy_child(
-                    i.name, configs[i.name], i.admin_port, (i.inbound_port, i.egress_port)
+                    i.name, configs[i.name], self.admin_socket(i.name), (i.inbound_port,)
                 )
                 for i in self.placement.all_instances()
             ]
             ing = self.placement.ingress
             envoys.append(
-                self.envoy_child("ingress", configs["ingress"], ing.admin_port, (ing.port,))
+                self.envoy_child(
+                    "ingress", configs["ingress"], self.admin_socket("ingress"), (ing.port,)
+                )
             )
         stores = [redis, *([self.tracestore_child()] if self.options.tracing else [])]
         self.supervisor.check_ports([*stores, *apps, *envoys])
@@ -368,16 +413,15 @@ class LocalRun:
                 rows.append((child.name, address, _ready(child)))
             return _format(rows)
         by_name = {c.name: c for c in self.supervisor.children}
-        host = self.options.host
-        rows = [("instance", "app (unix socket)", "sidecar in/egress", "admin", "ready")]
+        rows = [("instance", "private folder (app, egress, admin)", "mTLS in", "ready")]
         for inst in self.placement.all_instances():
             both = (_ready(by_name.get(inst.name)), _ready(by_name.get(f"envoy:{inst.name}")))
+            folder = inst.pod_dir.relative_to(self.run_dir) if inst.pod_dir else "-"
             rows.append(
                 (
                     inst.name,
-                    str(inst.app_socket.relative_to(self.run_dir)),
-                    f"{inst.inbound_port} / {inst.egress_port}",
-                    f"http://{host}:{inst.admin_port}",
+                    f"{folder}/{{app,egress,admin}}.sock",
+                    str(inst.inbound_port),
                     "yes" if both == ("yes", "yes") else "NO",
                 )
             )
@@ -385,20 +429,19 @@ class LocalRun:
         rows.append(
             (
                 "ingress",
-                "-",
+                str(self.admin_socket("ingress").relative_to(self.run_dir)),
                 f"{ing.port} (public)",
-                f"http://{host}:{ing.admin_port}",
                 _ready(by_name.get("envoy:ingress")),
             )
         )
-        rows.append(("redis", self.redis_url, "-", "-", _ready(by_name.get("redis"))))
+        redis = str(self.redis_socket.relative_to(self.run_dir))
+        rows.append(("redis", redis, "-", _ready(by_name.get("redis"))))
         if self.options.tracing:
             rows.append(
                 (
                     "tracestore",
-                    f"OTLP :{self.options.otlp_port}",
+                    f"OTLP :{self.options.otlp_port}, {self.traces_url}",
                     "-",
-                    self.traces_url,
                     _ready(by_name.get("tracestore")),
                 )
             )

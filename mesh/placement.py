@@ -1,8 +1,9 @@
 """Where every piece of a running mesh sits: ports, sockets and certificates per instance.
 
 The renderers turn the topology plus a placement into configs; the local runner makes the
-placement for this machine (every instance on loopback, apps on Unix sockets only their sidecar
-can reach).
+placement for this machine: each instance has a private folder, ``pods/<instance>/`` (0700, like
+a pod's own network namespace), holding its app's socket, its sidecar's egress and its admin, all
+Unix sockets; only the sidecars' mTLS inbound ports and the ingress are on loopback TCP.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Instance:
     key: Path
     app_port: int | None = None  # compose: the app on its pod's loopback instead of a socket
     address: str | None = None  # where peers reach the inbound (None: the placement's host)
+    pod_dir: Path | None = None  # the instance's private folder (0700)
+    egress_socket: Path | None = None  # set: the egress is this Unix socket, not egress_port
+    admin_socket: Path | None = None  # set: the admin is this Unix socket, not admin_port
 
     @property
     def name(self) -> str:
@@ -39,6 +43,8 @@ class IngressPlacement:
     admin_port: int
     cert: Path
     key: Path
+    admin_socket: Path | None = None  # set: the admin is this Unix socket, not admin_port
+    tls: tuple[Path, Path] | None = None  # the public port's certificate and key (HTTPS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Placement:
     otlp: tuple[str, int] | None = None  # where sidecars send spans (OTLP/HTTP); None: no tracing
     listen: str | None = None  # where inbound and public listeners bind (None: host)
     dns: bool = False  # peers and the collector are names to resolve (compose), not addresses
+    jwks: Path | None = None  # the user token's public keys; None: tokens are not checked
 
     def all_instances(self) -> list[Instance]:
         return [i for group in self.instances.values() for i in group]
@@ -69,10 +76,11 @@ def local_placement(
     base_port: int,
     host: str = "127.0.0.1",
     otlp_port: int | None = None,
+    https: bool = False,
 ) -> Placement:
-    """Ports from ``base_port``: the ingress admin first, then ten ports per instance."""
+    """Ports from ``base_port``: ten per instance (its inbound is the second)."""
     certs = run_dir / "certs"
-    sockets = run_dir / "sockets"
+    pods = run_dir / "pods"
     instances: dict[str, tuple[Instance, ...]] = {}
     slot = 1
     for svc in topology.services.values():
@@ -80,16 +88,20 @@ def local_placement(
         for r in range(svc.replicas):
             base = base_port + 10 * slot
             name = f"{svc.name}-{r}"
+            pod = pods / name
             group.append(
                 Instance(
                     service=svc.name,
                     replica=r,
-                    app_socket=sockets / f"{name}.sock",
+                    app_socket=pod / "app.sock",
                     admin_port=base,
                     inbound_port=base + 1,
                     egress_port=base + 2,
                     cert=certs / f"{svc.name}-cert.pem",
                     key=certs / f"{svc.name}-key.pem",
+                    pod_dir=pod,
+                    egress_socket=pod / "egress.sock",
+                    admin_socket=pod / "admin.sock",
                 )
             )
             slot += 1
@@ -99,9 +111,12 @@ def local_placement(
         admin_port=base_port,
         cert=certs / "ingress-cert.pem",
         key=certs / "ingress-key.pem",
+        admin_socket=pods / "ingress" / "admin.sock",
+        tls=(certs / "edge-cert.pem", certs / "edge-key.pem") if https else None,
     )
     otlp = (host, otlp_port) if otlp_port else None
-    return Placement(host, certs / "root-cert.pem", ingress, instances, otlp)
+    jwks = run_dir / "keys" / "user-token.jwks"
+    return Placement(host, certs / "root-cert.pem", ingress, instances, otlp, jwks=jwks)
 
 
 # In compose each pod is an app container and its sidecar container sharing one network

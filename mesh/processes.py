@@ -54,6 +54,8 @@ class Child:
 
 
 def _die_with_parent() -> None:
+    """In the child before exec: its files are its user's alone (umask 077); it dies with us."""
+    os.umask(0o077)
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -99,8 +101,9 @@ class Supervisor:
         self.children.append(child)
 
     def _spawn(self, child: Child) -> None:
-        child.log.parent.mkdir(parents=True, exist_ok=True)
-        log = child.log.open("ab")
+        child.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # a log is its user's alone (requests, user ids): 0600 however the caller's umask is set
+        log = os.fdopen(os.open(child.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         env = {**os.environ, **child.env}
         child.proc = subprocess.Popen(
             child.argv,
@@ -217,12 +220,15 @@ class Supervisor:
         self.children.clear()
 
 
-def redis_ok(port: int) -> bool:
-    """True when a Redis server on ``port`` answers PING."""
+def unix_redis_ok(path: Path) -> bool:
+    """True when a Redis server on the Unix socket answers (PONG, or NOAUTH: it is up, and
+    refuses a client without a user, as it should)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(path))
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from . import access, resilience
-from .access import Operation, UserToken
+from .access import Operation, RateLimit, UserToken
 from .fields import TopologyError, UniqueKeyLoader
 from .fields import duration as _duration
 from .fields import int_in as _int
@@ -113,6 +113,7 @@ class Topology:
     sampling: float = 100.0  # percent of requests traced (``mesh.tracing.sampling``)
     readiness: Readiness = field(default_factory=Readiness)  # ``mesh.readiness``
     admission: Admission = field(default_factory=Admission)  # ``mesh.ingress.admission``
+    rate_limit: RateLimit = field(default_factory=RateLimit)  # the edge's, per operation
 
     def service(self, name: str) -> Service:
         try:
@@ -161,7 +162,7 @@ def parse(raw: Any) -> Topology:
         mesh, {"trust_domain", "namespace", "ingress", "user_token", "tracing", "readiness"}, "mesh"
     )
     ingress = _mapping(mesh.get("ingress", {}), "mesh.ingress")
-    _known(ingress, {"port", "routes", "retries", "admission"}, "mesh.ingress")
+    _known(ingress, {"port", "routes", "retries", "admission", "rate_limit"}, "mesh.ingress")
     edge_retries = _mapping(ingress.get("retries", {}), "mesh.ingress.retries")
     _retries(edge_retries, "1s", EDGE_RETRY_ON, "mesh.ingress.retries")  # its own mistakes first
     tracing = _mapping(mesh.get("tracing", {}), "mesh.tracing")
@@ -189,6 +190,11 @@ def parse(raw: Any) -> Topology:
         sampling=_percent(tracing.get("sampling", 100), "mesh.tracing.sampling"),
         readiness=resilience.readiness(mesh.get("readiness", {}), "mesh.readiness"),
         admission=resilience.admission(ingress.get("admission", {}), "mesh.ingress.admission"),
+        rate_limit=(
+            _access(access.rate_limit, ingress["rate_limit"], "mesh.ingress.rate_limit")
+            if "rate_limit" in ingress
+            else RateLimit()
+        ),
     )
     _check(topology)
     return topology

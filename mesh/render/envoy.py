@@ -4,14 +4,19 @@ Each is a pure function of the topology, a placement (where everything listens) 
 :class:`EnvoyOptions` (how the proxies carry the mesh); the pieces are in ``envoy_pieces.py``.
 
 A sidecar has two listeners:
-- ``inbound``: mTLS required; the caller's SPIFFE id checked against the topology (RBAC); the
-  fault filter (off until switched on through the runtime); then the app on its Unix socket,
-  health-checked: an app that is not ready gets no traffic (``envoy_resilience.py``).
-- ``outbound``: the app's HTTP proxy; one virtual host per peer the topology allows, carrying
-  the call's timeout and retries, to a cluster per peer with circuit breaking, outlier detection
-  and mTLS origination. Any other host is refused with 403.
-The ingress serves the public port and routes by path prefix, as Istio's ingress gateway does,
-and admits per service only what the topology's admission limits allow (a fast 503 beyond).
+- ``inbound``: mTLS required; the caller's ``X-User-Id`` dropped, the user token verified and
+  its subject set as ``X-User-Id``; RBAC: each caller (its SPIFFE id) only the operations its
+  call lists (``envoy_security.py``); the fault filters (off until switched on through the
+  runtime); then the app on its Unix socket, health-checked: an app that is not ready gets no
+  traffic (``envoy_resilience.py``).
+- ``outbound``: the app's egress (locally a Unix socket in the instance's private folder); one
+  virtual host per peer the topology allows, carrying the call's timeout and retries, to a
+  cluster per peer with circuit breaking, outlier detection and mTLS origination. Any other
+  host is refused with 403.
+The admin listens on a Unix socket beside the egress where the placement gives one.
+The ingress serves the public port (TLS with ``--https``), routes by path prefix as Istio's
+ingress gateway does, rate-limits sign-in and sign-up, and admits per service only what the
+topology's admission limits allow (a fast 503 beyond).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import yaml
 from mesh.placement import Instance, Placement
 from mesh.topology import CallPolicy, Topology
 
+from . import envoy_security as security
 from .envoy_pieces import (
     DOWNSTREAM_TLS,
     FAULT,
@@ -32,10 +38,10 @@ from .envoy_pieces import (
     HTTP_OPTIONS_KEY,
     IDEMPOTENCY_HEADER,
     NEVER_REACHED,
-    RBAC,
     SAFE_METHODS,
     UPSTREAM_TLS,
     EnvoyOptions,
+    address,
     bootstrap,
     collector_cluster,
     decorator,
@@ -89,29 +95,6 @@ def dump(config: dict[str, Any]) -> str:
 # -- a sidecar ----------------------------------------------------------------------------------
 
 
-def _rbac(topology: Topology, service: str) -> dict[str, Any]:
-    """Only the callers the topology names (and the ingress, for an exposed service)."""
-    callers = topology.callers(service) + (["ingress"] if topology.exposed(service) else [])
-    principals = [
-        {"authenticated": {"principal_name": {"exact": topology.spiffe_id(c)}}} for c in callers
-    ]
-    return {
-        "name": "envoy.filters.http.rbac",
-        "typed_config": {
-            "@type": RBAC,
-            "rules": {
-                "action": "ALLOW",
-                "policies": {
-                    "callers-from-topology": {
-                        "permissions": [{"any": True}],
-                        "principals": principals or [{"not_id": {"any": True}}],
-                    }
-                },
-            },
-        },
-    }
-
-
 def _fault(topology: Topology | None = None, caller: str | None = None) -> dict[str, Any]:
     """A fault filter, off: experiments switch it through the runtime (``fault.http.*``).
 
@@ -147,6 +130,12 @@ def _inbound(
     topology: Topology, placement: Placement, inst: Instance, options: EnvoyOptions
 ) -> dict[str, Any]:
     name = inst.service
+    if placement.jwks is not None:
+        checks = security.inbound_filters(topology, name, placement.jwks)
+    else:  # no user tokens here: caller and operation only
+        checks = [security.rbac(topology, name)]
+    not_ready = not_ready_reply(name)["local_reply_config"]["mappers"]
+    replies = {"mappers": [*not_ready, *security.inbound_replies()]}
     route = {
         "match": {"prefix": "/"},
         "route": {"cluster": "app", "timeout": "0s"},
@@ -160,12 +149,12 @@ def _inbound(
         "inbound",
         routes,
         [
-            _rbac(topology, name),
+            *checks,
             _fault(),
             *(_fault(topology, caller) for caller in topology.callers(name)),
         ],
         options,
-        **not_ready_reply(name),
+        local_reply_config=replies,
         forward_client_cert_details="SANITIZE_SET",
         set_current_client_cert_details={"uri": True},
         **tracing(topology, placement, name, options, spawn=False),
@@ -240,7 +229,7 @@ def _outbound(
     return {
         "name": "outbound",
         "traffic_direction": "OUTBOUND",
-        "address": socket(placement.host, inst.egress_port),
+        "address": address(placement.host, inst.egress_port, inst.egress_socket),
         "filter_chains": [{"filters": [manager]}],
     }
 
@@ -272,7 +261,7 @@ def sidecar(
         _inbound(topology, placement, inst, options),
         _outbound(topology, placement, inst, options),
     ]
-    admin = socket(placement.host, inst.admin_port)
+    admin = address(placement.host, inst.admin_port, inst.admin_socket)
     return bootstrap(inst.name, svc.name, admin, listeners, clusters, options)
 
 
@@ -297,24 +286,32 @@ def ingress(
         for r in topology.ingress_routes
     ]
     routes.append(problem_route(404, "Nothing is served at this path"))
+    limit = topology.rate_limit
+    routes = security.with_rate_limits(routes, limit.operations, limit.per_second)
     route_config = {
         "name": "ingress",
         "virtual_hosts": [{"name": "boutique", "domains": ["*"], "routes": routes}],
     }
+    overloaded = overloaded_reply()["local_reply_config"]["mappers"]
     manager = hcm(
         "ingress",
         route_config,
-        [],
+        [security.rate_limit_filter()] if limit.operations else [],
         options,
         use_remote_address=True,
-        **overloaded_reply(),
+        local_reply_config={"mappers": [*overloaded, *security.edge_replies()]},
         **tracing(topology, placement, "ingress", options, spawn=True),
     )
     listener = {
         "name": "ingress",
         "traffic_direction": "INBOUND",
         "address": socket(placement.listen_host, ing.port),
-        "filter_chains": [{"filters": [manager]}],
+        "filter_chains": [
+            {
+                "filters": [manager],
+                **({"transport_socket": security.edge_tls(*ing.tls)} if ing.tls else {}),
+            }
+        ],
     }
     identity = (ing.cert, ing.key)
     clusters = [
@@ -327,5 +324,5 @@ def ingress(
             for service in dict.fromkeys(r.service for r in topology.ingress_routes)
         ),
     ]
-    admin = socket(placement.host, ing.admin_port)
+    admin = address(placement.host, ing.admin_port, ing.admin_socket)
     return bootstrap("ingress", "ingress", admin, [listener], clusters, options)

@@ -67,6 +67,13 @@ def socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+def address(host: str, port: int, pipe: Path | None) -> dict[str, Any]:
+    """A Unix socket only this user may open (0600) when ``pipe`` is given, else host:port."""
+    if pipe is not None:
+        return {"pipe": {"path": str(pipe), "mode": 0o600}}
+    return socket(host, port)
+
+
 def static_cluster(
     name: str, addresses: list[dict[str, Any]], connect_timeout_ms: int, dns: bool = False
 ) -> dict[str, Any]:

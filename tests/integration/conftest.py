@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +22,19 @@ def local_options(run_dir: Path, mesh: bool = True, **kw: object) -> LocalOption
 
 
 @pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
-    """The whole mesh: apps, sidecars, ingress, redis."""
-    run = LocalRun(topology.load(), local_options(tmp_path_factory.mktemp("mesh")))
-    run.start()
-    yield run
-    run.stop()
+def shop() -> Iterator[LocalRun]:
+    """The whole mesh: apps, sidecars, ingress, redis. Its run directory sits in a folder every
+    user may pass through (pytest's own are 0700), so that a test run as another user meets the
+    mesh's own permissions, not pytest's."""
+    parent = Path(tempfile.mkdtemp(prefix="boutique-shop-"))
+    parent.chmod(0o711)
+    run = LocalRun(topology.load(), local_options(parent / "run"))
+    try:
+        run.start()
+        yield run
+    finally:
+        run.stop()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

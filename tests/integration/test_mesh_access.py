@@ -37,14 +37,14 @@ def client_tls(shop: LocalRun, identity: str) -> ssl.SSLContext:
 async def test_an_undeclared_call_is_refused_by_the_callers_sidecar(
     shop: LocalRun, http: aiohttp.ClientSession
 ) -> None:
-    cart = instance(shop, "cart-0")
-    proxy = f"http://127.0.0.1:{cart.egress_port}"
-    async with http.get("http://payment/healthz", proxy=proxy) as resp:  # cart never calls payment
-        assert resp.status == 403
-        assert resp.content_type == "application/problem+json"
-        assert "does not allow cart" in (await resp.json())["detail"]
-    async with http.get("http://products/healthz", proxy=proxy) as resp:  # a declared call
-        assert resp.status == 200
+    egress = aiohttp.UnixConnector(path=str(instance(shop, "cart-0").egress_socket))
+    async with aiohttp.ClientSession(connector=egress) as cart:
+        async with cart.get("http://payment/healthz") as resp:  # cart never calls payment
+            assert resp.status == 403
+            assert resp.content_type == "application/problem+json"
+            assert "does not allow cart" in (await resp.json())["detail"]
+        async with cart.get("http://products/healthz") as resp:  # a declared call
+            assert resp.status == 200
 
 
 @pytest.mark.parametrize(("caller", "status"), [("checkout", 200), ("cart", 403), ("ingress", 403)])

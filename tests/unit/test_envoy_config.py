@@ -75,7 +75,8 @@ def test_the_inbound_listener_admits_only_declared_callers(rendered: dict[str, P
     assert chain["transport_socket"]["typed_config"]["require_client_certificate"] is True
     filters = chain["filters"][0]["typed_config"]["http_filters"]
     rbac = next(f for f in filters if f["name"] == "envoy.filters.http.rbac")
-    principals = rbac["typed_config"]["rules"]["policies"]["callers-from-topology"]["principals"]
+    policies = rbac["typed_config"]["rules"]["policies"]
+    principals = [p for policy in policies.values() for p in policy["principals"]]
     allowed = {p["authenticated"]["principal_name"]["exact"].rsplit("/", 1)[1] for p in principals}
     assert allowed == {"gateway", "cart", "checkout"}
 
@@ -120,7 +121,8 @@ def test_the_ingress_retries_come_from_the_topology_and_a_route_may_turn_them_of
     raw = _raw()
     raw["mesh"]["ingress"]["retries"] = {"attempts": 3, "per_try_timeout": "5s"}
     raw["mesh"]["ingress"]["routes"][1]["retries"] = {"attempts": 0}
-    api, shop, _not_found = _routes(_render(raw)["ingress"], "ingress", "boutique")
+    routes = _routes(_render(raw)["ingress"], "ingress", "boutique")
+    api, shop, _not_found = [r for r in routes if "typed_per_filter_config" not in r]
     assert api["route"]["retry_policy"]["num_retries"] == 3
     assert api["route"]["retry_policy"]["per_try_timeout"] == "5.000s"
     assert "retry_policy" not in shop["route"]
