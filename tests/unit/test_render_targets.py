@@ -92,6 +92,8 @@ def test_render_with_a_run_dir_writes_that_runs_configs_and_certificates(
 ) -> None:
     assert cli.main(["render", "--run-dir", str(tmp_path), "--base-port", "21000"]) == 0
     assert (tmp_path / "certs" / "root-cert.pem").exists()
-    config = yaml.safe_load((tmp_path / "envoy" / "ingress.yaml").read_text())
-    assert config["admin"]["address"]["socket_address"]["port_value"] == 21000
+    config = yaml.safe_load((tmp_path / "envoy" / "gateway-0.yaml").read_text())
+    assert config["admin"]["address"]["pipe"]["path"] == str(tmp_path / "pods/gateway-0/admin.sock")
+    inbound = next(x for x in config["static_resources"]["listeners"] if x["name"] == "inbound")
+    assert inbound["address"]["socket_address"]["port_value"] == 21011
     assert "ingress" in capsys.readouterr().out
