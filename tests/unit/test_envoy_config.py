@@ -162,7 +162,7 @@ def test_each_sidecar_checks_its_apps_readiness_as_the_topology_says() -> None:
     assert (check["unhealthy_threshold"], check["healthy_threshold"]) == (3, 1)
     # no panic routing: an unready app gets nothing, even as its sidecar's only host
     assert app["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
-    [mapper] = _hcm(config, "inbound")["local_reply_config"]["mappers"]
+    mapper, *refusals = _hcm(config, "inbound")["local_reply_config"]["mappers"]  # 401, 403 after
     assert mapper["filter"] == {"response_flag_filter": {"flags": ["UH"]}}
     assert '"code":"not_ready"' in mapper["body"]["inline_string"]
     headers = {h["header"]["key"]: h["header"]["value"] for h in mapper["headers_to_add"]}
@@ -177,7 +177,7 @@ def test_the_ingress_admits_per_service_what_the_topology_allows() -> None:
         [limits] = _clusters(config)[service]["circuit_breakers"]["thresholds"]
         assert (limits["max_requests"], limits["max_pending_requests"]) == (20, 5), service
         assert limits["max_connections"] == 20
-    [mapper] = _hcm(config, "ingress")["local_reply_config"]["mappers"]
+    mapper, _rate_limited = _hcm(config, "ingress")["local_reply_config"]["mappers"]
     assert mapper["filter"] == {"response_flag_filter": {"flags": ["UO"]}}
     assert mapper["body_format_override"]["content_type"] == "application/problem+json"
     assert '"code":"overloaded"' in mapper["body"]["inline_string"]
