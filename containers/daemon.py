@@ -234,7 +234,7 @@ class Stack:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "2", timeout=120)
         self.state.unlink(missing_ok=True)
 
-    def exec(self, service: str, *argv: str, timeout: float = 30.0) -> str:
+    def exec(self, service: str, *argv: str, timeout: float = 120.0) -> str:
         """Run a command in a service's container (its network namespace: its pod)."""
         return self.compose("exec", "-T", service, *argv, timeout=timeout)
 
