@@ -9,7 +9,8 @@ for ``istioctl install -f istio/istio-operator.yaml``:
 - ``mesh/``: ``namespace.yaml`` (PeerAuthentication STRICT, default deny, Telemetry) and per
   service ``<name>.yaml``: its VirtualService (when it has callers), DestinationRule, Sidecar
   (the hosts its app may reach) and AuthorizationPolicy; ``redis.yaml``: who may reach Redis;
-  ``ingress.yaml``: the edge's admission, DestinationRules for the ingress gateway's pods.
+  ``ingress.yaml``: the edge's admission (DestinationRules for the ingress gateway's pods) and
+  rate limit (the one EnvoyFilter, ``istio_edge``).
 
 Names others rely on (``istio/experiments/<name>/`` overlays patch them): every callee service
 has exactly one VirtualService, named after the service, in the topology's namespace
@@ -25,6 +26,7 @@ import yaml
 
 from mesh.topology import Topology
 
+from . import istio_edge as edge
 from . import istio_security as security
 from . import istio_traffic as traffic
 from . import istio_workloads as workloads
@@ -84,7 +86,11 @@ def mesh(topology: Topology) -> dict[str, list[dict[str, Any]]]:
             security.authorization(topology, name),
         ]
     files["redis.yaml"] = [security.redis_authorization(topology)]
-    files["ingress.yaml"] = traffic.ingress_destination_rules(topology)
+    limited = [edge.route_name(op) for op in topology.rate_limit.operations]
+    files["ingress.yaml"] = [
+        *traffic.ingress_destination_rules(topology),
+        *edge.rate_limit_filter(topology, limited),
+    ]
     return files
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from mesh.topology import CallPolicy, CircuitBreaker, OutlierDetection, Service, Topology
 
+from . import istio_edge as edge
 from .envoy_pieces import IDEMPOTENCY_HEADER, NEVER_REACHED, SAFE_METHODS
 from .istio_meta import (
     COLLECTOR,
@@ -166,6 +167,7 @@ def gateway(topology: Topology) -> list[dict[str, Any]]:
         }
         for r in topology.ingress_routes
     ]
+    routes = edge.limited_routes(topology, routes)
     vs = obj(
         NETWORKING,
         "VirtualService",

@@ -94,8 +94,12 @@ def test_istio_objects_use_v1_and_validate_against_istios_crds(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     mesh = [o for o in _applied(rendered) if "istio.io" in o["apiVersion"]]
-    versions = {o["apiVersion"] for o in mesh}
+    versions = {o["apiVersion"] for o in mesh if o["kind"] != "EnvoyFilter"}
     assert versions == {"networking.istio.io/v1", "security.istio.io/v1", "telemetry.istio.io/v1"}
+    # the edge's rate limit has no v1 resource: the one EnvoyFilter, for the ingress gateway
+    (envoy_filter,) = (o for o in mesh if o["kind"] == "EnvoyFilter")
+    assert envoy_filter["apiVersion"] == "networking.istio.io/v1alpha3"
+    assert envoy_filter["metadata"]["namespace"] == "istio-system"
     errors = [e for obj in mesh for e in checks.istio_errors(obj)]
     assert not errors, "\n".join(errors)
 
@@ -332,7 +336,8 @@ def assert_equivalent(
         (egress,) = sidecars[name]["spec"]["egress"]
         reachable = {h.split("/")[1].split(".")[0] for h in egress["hosts"]} - infrastructure
         assert reachable == checks.envoy_peers(local[name]), name
-    assert _istio_edge(vss["ingress"]) == _envoy_edge(local["ingress"])
+    edge = _istio_edge(vss["ingress"], _istio_buckets(rendered))
+    assert edge == _envoy_edge(local["ingress"])
     (telemetry,) = _by_kind(rendered, "Telemetry").values()
     (tracing,) = telemetry["spec"]["tracing"]
     for name, config in local.items():
@@ -343,23 +348,57 @@ def assert_equivalent(
 
 
 def _envoy_edge(config: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The ingress's routes: match, service, timeout, retries, rate-limit bucket."""
     (listener,) = config["static_resources"]["listeners"]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     (vhost,) = hcm["route_config"]["virtual_hosts"]
-    return [
-        (r["match"]["prefix"], r["route"]["cluster"], checks.to_ms(r["route"]["timeout"]))
-        + (checks.envoy_retries(r["route"]),)
-        for r in vhost["routes"]
-        if "route" in r and "prefix" in r["match"]  # rate-limited copies: issue 10's, not yet here
-    ]
+    out = []
+    for r in vhost["routes"]:
+        if "route" not in r:
+            continue
+        match = r["match"]
+        if "prefix" in match:
+            what: tuple[Any, ...] = ("prefix", match["prefix"])
+        else:
+            (method,) = match["headers"]
+            what = ("exact", match["path"], method["string_match"]["exact"])
+        bucket = r.get("typed_per_filter_config", {}).get("envoy.filters.http.local_ratelimit")
+        route = r["route"]
+        out.append(
+            (what, route["cluster"], checks.to_ms(route["timeout"]))
+            + (checks.envoy_retries(route), bucket)
+        )
+    return out
 
 
-def _istio_edge(vs: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [
-        (r["match"][0]["uri"]["prefix"], r["route"][0]["destination"]["host"].split(".")[0])
-        + (checks.to_ms(r["timeout"]), checks.istio_retries(r))
-        for r in vs["spec"]["http"]
-    ]
+def _istio_edge(vs: dict[str, Any], limits: dict[str, Any]) -> list[tuple[Any, ...]]:
+    out = []
+    for r in vs["spec"]["http"]:
+        (match,) = r["match"]
+        uri = match["uri"]
+        what: tuple[Any, ...] = (
+            ("prefix", uri["prefix"])
+            if "prefix" in uri
+            else ("exact", uri["exact"], match["method"]["exact"])
+        )
+        host = r["route"][0]["destination"]["host"].split(".")[0]
+        out.append(
+            (what, host, checks.to_ms(r["timeout"]))
+            + (checks.istio_retries(r), limits.get(r["name"]))
+        )
+    return out
+
+
+def _istio_buckets(rendered: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Route name -> the token bucket the ingress gateway's EnvoyFilter puts on it."""
+    out = {}
+    for f in _by_kind(rendered, "EnvoyFilter").values():
+        for patch in f["spec"]["configPatches"]:
+            if patch["applyTo"] == "HTTP_ROUTE":
+                name = patch["match"]["routeConfiguration"]["vhost"]["route"]["name"]
+                per_filter = patch["patch"]["value"]["typed_per_filter_config"]
+                out[name] = per_filter["envoy.filters.http.local_ratelimit"]
+    return out
 
 
 def test_every_call_carries_on_istio_the_policy_the_local_sidecars_carry() -> None:
