@@ -271,3 +271,34 @@ def istio_access(policy: dict[str, Any]) -> dict[str, set[tuple[str, str, bool]]
             for p in source["source"]["principals"]:
                 out.setdefault(f"spiffe://{p}", set()).update((m, r, user) for m, r in ops)
     return out
+
+
+def envoy_access(sidecar: dict[str, Any]) -> dict[str, set[tuple[str, str, bool]]]:
+    """The inbound RBAC as :func:`istio_access` reads an AuthorizationPolicy: per SPIFFE id, the
+    (method, path regex, needs a verified user) it is allowed."""
+    listener = next(x for x in sidecar["static_resources"]["listeners"] if x["name"] == "inbound")
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    rbac = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.rbac")
+    out: dict[str, set[tuple[str, str, bool]]] = {}
+    for policy in rbac["typed_config"]["rules"]["policies"].values():
+        ops = set()
+        for perm in policy["permissions"]:
+            if perm.get("any"):
+                ops.add(("*", "*"))
+                continue
+            method, path = perm["and_rules"]["rules"]
+            ops.add(
+                (
+                    method["header"]["string_match"]["exact"],
+                    path["url_path"]["path"]["safe_regex"]["regex"],
+                )
+            )
+        for who in policy["principals"]:
+            ids = who["and_ids"]["ids"] if "and_ids" in who else [who]
+            user = any(i.get("header", {}).get("present_match") for i in ids)
+            (spiffe,) = (
+                i["authenticated"]["principal_name"]["exact"] for i in ids if "authenticated" in i
+            )
+            out.setdefault(spiffe, set()).update((m, r, user) for m, r in ops)
+    # any operation without a user covers everything else (the edge's health checks)
+    return {p: {("*", "*", False)} if ("*", "*", False) in o else o for p, o in out.items()}

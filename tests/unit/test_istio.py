@@ -323,10 +323,12 @@ def assert_equivalent(
                 local[caller], callee
             ), f"{caller} -> {callee}"
             calls += 1
+        # callers, their operations, and whether a verified user is needed
         allowed = {
-            gateway_id if p == ingress_id else p for p in checks.envoy_callers(local[callee])
+            gateway_id if p == ingress_id else p: ops
+            for p, ops in checks.envoy_access(local[callee]).items()
         }
-        assert checks.istio_callers(aps[callee]) == allowed, callee
+        assert checks.istio_access(aps[callee]) == allowed, callee
     deployments = _by_kind(rendered, "Deployment")
     for name in topology.services:
         assert _probe(deployments[name]) == _readiness(local[name]), name
