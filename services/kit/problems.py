@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 PROBLEM_TYPE = "application/problem+json"
+RETRY_AFTER_S = 1
 log = logging.getLogger("boutique.problems")
 
 _TITLES = {
@@ -35,7 +36,8 @@ class Problem(web.HTTPException):
     """Raise anywhere in a handler: ``raise Problem(404, "No product 'x'")``.
 
     ``code`` is a stable machine-readable slug (``out_of_stock``, ``card_declined``);
-    ``extra`` adds members to the body (RFC 9457 extension members).
+    ``extra`` adds members to the body (RFC 9457 extension members). A 503 always says when to
+    come back (``Retry-After``, 1 s unless given).
     """
 
     def __init__(
@@ -59,15 +61,21 @@ class Problem(web.HTTPException):
             body["code"] = code
         body.update(extra)
         self.details = body
+        headers = _with_retry_after(status, headers)
         super().__init__(text=json.dumps(body), content_type=PROBLEM_TYPE, headers=headers)
 
 
 def problem_response(status: int, detail: str, **kwargs: Any) -> web.Response:
     """The same body as :class:`Problem`, as a response to return instead of raise."""
     p = Problem(status, detail, **kwargs)
-    return web.Response(
-        status=status, text=p.text, content_type=PROBLEM_TYPE, headers=kwargs.get("headers")
-    )
+    headers = _with_retry_after(status, kwargs.get("headers"))
+    return web.Response(status=status, text=p.text, content_type=PROBLEM_TYPE, headers=headers)
+
+
+def _with_retry_after(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
+    if status != 503 or any(k.lower() == "retry-after" for k in headers or {}):
+        return headers
+    return {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -103,9 +103,8 @@ async def test_200_checkouts_with_one_key_are_one_order_one_charge_and_no_5xx_bu
     assert set(statuses) <= {200, 201, 409, 503}, sorted(statuses)
     assert 201 in statuses
     for status, body, hdrs in answers:
-        if status == 503:
-            assert body["code"] in ("overloaded", "dependency_unavailable"), body
-            assert "Retry-After" in hdrs or body["code"] == "dependency_unavailable"
+        if status == 503:  # a problem that says when to come back
+            assert body["code"] and hdrs["Retry-After"] and body["status"] == 503, body
     orders = rows(healing, "orders", "SELECT id, status FROM orders WHERE user_id = ?", user)
     assert len(orders) == 1 and orders[0][1] == "paid"
     charges = rows(healing, "payment", "SELECT status FROM charges WHERE user_id = ?", user)

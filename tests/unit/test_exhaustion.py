@@ -18,7 +18,16 @@ from redis import exceptions as redis_errors
 from sqlalchemy import Column, Integer, MetaData, Table, insert
 from sqlalchemy import exc as sql_errors
 
-from services.kit import DB, REDIS, Settings, create_app, database_context, redis_context
+from services.kit import (
+    DB,
+    REDIS,
+    Problem,
+    Settings,
+    create_app,
+    database_context,
+    problem_response,
+    redis_context,
+)
 from services.kit.exhaustion import as_problem
 from tests.conftest import free_port
 
@@ -118,3 +127,10 @@ async def test_sqlite_busy_past_its_wait_answers_503_then_works_again(  # type: 
         assert "busy" in body["detail"]
         other.execute("ROLLBACK")
     assert (await client.post("/hits")).status == 201
+
+
+def test_every_503_says_when_to_come_back() -> None:
+    assert Problem(503, "down").headers["Retry-After"] == "1"
+    assert Problem(503, "later", headers={"Retry-After": "5"}).headers["Retry-After"] == "5"
+    assert problem_response(503, "down", code="not_ready").headers["Retry-After"] == "1"
+    assert "Retry-After" not in Problem(500, "bug").headers
