@@ -26,7 +26,7 @@ class Readiness:
     path: str = "/readyz"
     interval_ms: int = 1000
     timeout_ms: int = 1000
-    unhealthy_threshold: int = 2
+    unhealthy_threshold: int = 3
     healthy_threshold: int = 1
 
 

@@ -276,11 +276,9 @@ def ingress(
         {
             "name": f"to-{r.service}",
             "match": {"prefix": r.prefix},
-            "route": {
-                "cluster": r.service,
-                "timeout": ms(r.timeout_ms),
-                **retry_policy(r.retries),
-            },
+            "route": retry_not_ready(
+                {"cluster": r.service, "timeout": ms(r.timeout_ms), **retry_policy(r.retries)}
+            ),
             "decorator": decorator(f"ingress-gateway {r.service}"),
         }
         for r in topology.ingress_routes

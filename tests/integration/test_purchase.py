@@ -18,7 +18,7 @@ async def sign_in(http: aiohttp.ClientSession, api: str) -> dict[str, str]:
     resp = await http.post(f"{api}/auth/register", json=creds)
     assert resp.status == 201, await resp.text()
     resp = await http.post(f"{api}/auth/login", json=creds)
-    assert resp.status == 200
+    assert resp.status == 200, await resp.text()
     return {"Authorization": f"Bearer {(await resp.json())['token']}"}
 
 
