@@ -99,7 +99,7 @@ def envoy_counters(proxies: Iterable[Proxy], exp: Experiment) -> dict[str, int]:
     dest = exp.destination
     pattern = rf"downstream_rq_active$|^http\.inbound\.fault\.|^cluster\.{dest}\."
     proxies = list(proxies)
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         read = list(pool.map(lambda p: p.counters(pattern), proxies))
     c = dict.fromkeys(("aborts injected", "delays injected", "retries", "timeouts"), 0)
     c |= {"ejections": 0, "overflows": 0, "in flight": 0}

@@ -135,18 +135,19 @@ def run(
     windows: list[Window] = []
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     proc = start_locust(exp, target, results)
-    t = time.time()
     try:
         for phase in exp.phases:
+            # a phase starts once its switch is done and the counters are read (a docker exec
+            # can take a while), so no request is counted in a phase it did not belong to
             if phase.name == "fault":
                 faults.apply(exp, proxies)
-            end = t + phase.duration_s
+            start = time.time()
+            end = start + phase.duration_s
             _wait(end, phase.name, phase.duration_s, proc, results, show)
             if phase.name == "fault":
                 faults.clear(proxies)
             snapshots.append(measure.envoy_counters(proxies, exp))
-            windows.append(Window(phase.name, t, end))
-            t = end
+            windows.append(Window(phase.name, start, end))
     finally:
         try:
             faults.clear(proxies)

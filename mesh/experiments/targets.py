@@ -48,18 +48,18 @@ def local_proxies(run: LocalRun) -> list[LocalProxy]:
 @dataclass
 class ComposeProxy:
     """A sidecar of the compose stack: its admin is on its pod's loopback only, so every call
-    is a ``docker exec`` into the sidecar's container (the stack's own admin helper)."""
+    is a ``docker exec`` into the sidecar's container, asking with the image's own probe."""
 
     name: str
     service: str
     stack: Any  # containers.daemon.Stack
+    container: str
 
     def _admin(self, path: str, params: dict[str, str] | None = None, method: str = "GET") -> str:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        if self.service == "ingress":
-            url = f"http://127.0.0.1:{POD_ADMIN_PORT}{path}{query}"
-            return self.stack.exec("ingress", "python3", "-m", "mesh.probe", "-X", method, url)
-        return self.stack.admin(self.name, f"{path}{query}", method)
+        url = f"http://127.0.0.1:{POD_ADMIN_PORT}{path}{query}"
+        argv = ("exec", self.container, "python3", "-m", "mesh.probe", "-X", method, url)
+        return str(self.stack.daemon.docker(*argv, timeout=60))
 
     def runtime_modify(self, values: dict[str, str]) -> None:
         self._admin("/runtime_modify", values, method="POST")
@@ -72,11 +72,23 @@ class ComposeProxy:
 
 
 def compose_proxies(stack: Any, topology: Topology) -> list[ComposeProxy]:
-    """Every sidecar of the compose stack (``<service>-<replica>``), and its ingress."""
+    """Every sidecar of the compose stack (``<service>-<replica>``), and its ingress, found by
+    the compose labels of the stack's containers."""
+    listed = stack.daemon.docker(
+        "ps",
+        "--filter",
+        f"label=com.docker.compose.project={stack.project}",
+        "--format",
+        '{{.Names}} {{.Label "com.docker.compose.service"}}',
+        timeout=30,
+    )
+    containers = dict(reversed(line.split()) for line in listed.splitlines() if " " in line)
     proxies = [
-        ComposeProxy(f"{svc.name}-{r}", svc.name, stack)
+        ComposeProxy(f"{svc.name}-{r}", svc.name, stack, containers[f"{svc.name}-{r}-sidecar"])
         for svc in topology.services.values()
         for r in range(svc.replicas)
+        if f"{svc.name}-{r}-sidecar" in containers
     ]
-    proxies.append(ComposeProxy("ingress", "ingress", stack))
+    if "ingress" in containers:
+        proxies.append(ComposeProxy("ingress", "ingress", stack, containers["ingress"]))
     return proxies
