@@ -151,4 +151,7 @@ def compose_placement(topology: Topology) -> Placement:
     }
     ingress = IngressPlacement(topology.ingress_port, POD_ADMIN_PORT, cert, key)
     root = COMPOSE_MESH_DIR / "root-cert.pem"
-    return Placement("127.0.0.1", root, ingress, instances, COMPOSE_OTLP, "0.0.0.0", dns=True)
+    jwks = COMPOSE_MESH_DIR / "user-token.jwks"  # beside each identity (boutique mint)
+    return Placement(
+        "127.0.0.1", root, ingress, instances, COMPOSE_OTLP, "0.0.0.0", dns=True, jwks=jwks
+    )

@@ -64,7 +64,8 @@ ctx = ssl.create_default_context(cafile="/etc/mesh/root-cert.pem")
 ctx.check_hostname = False  # SPIFFE ids are URI SANs; the callee's id is not the point here
 ctx.load_cert_chain("/etc/mesh/cert.pem", "/etc/mesh/key.pem")
 conn = http.client.HTTPSConnection(sys.argv[1], int(sys.argv[2]), context=ctx, timeout=10)
-conn.request("GET", sys.argv[3])
+headers = dict([sys.argv[4].split(": ", 1)]) if len(sys.argv) > 4 else {}
+conn.request("GET", sys.argv[3], headers=headers)
 resp = conn.getresponse()
 print(resp.status, resp.read().decode())
 """
@@ -214,6 +215,14 @@ def test_callers_the_topology_does_not_declare_are_refused(stack: Stack) -> None
     argv = ("python3", "-c", WITH_IDENTITY, "products-0", "15006", "/products")
     out = _exec_until(stack, "cart-0-sidecar", argv, lambda out: out.startswith("200"))
     assert out.startswith("200"), out
+    # ...but only on the operations the topology lists for that call (cart may list products)
+    argv = ("python3", "-c", WITH_IDENTITY, "products-0", "15006", "/products/salt-pepper-set")
+    out = stack.exec("cart-0-sidecar", *argv)
+    assert out.startswith("403"), out
+    # a user-scoped service wants the user's signed token, not a bare user id from a caller
+    argv = ("python3", "-c", WITH_IDENTITY, "cart-0", "15006", "/cart", "X-User-Id: u_someone")
+    out = stack.exec("gateway-0-sidecar", *argv)
+    assert out[:3] in ("401", "403"), out
     # no certificate at all: the inbound listener speaks only mTLS
     out = stack.exec("orders-0", "python3", "-c", PLAIN_HTTP, "products-0", "15006")
     assert out.startswith("failed"), out

@@ -200,6 +200,16 @@ def test_every_compose_envoy_config_passes_envoy_validate(minted: Path, tmp_path
         assert code == 0, f"{name}: {output}"
 
 
+def test_every_sidecar_checks_user_tokens_with_the_minted_jwks() -> None:
+    from mesh.placement import compose_placement
+
+    jwks = compose_placement(topology.load()).jwks
+    assert jwks is not None and jwks.name == mint.JWKS
+    assert str(jwks.parent) == compose.MESH_DIR  # in each sidecar's own identity volume
+    for config in (REPO / compose.CONFIG_DIR).glob("*-[0-9].yaml"):
+        assert f"filename: {jwks}" in config.read_text(), config.name
+
+
 def test_the_collector_sends_otlp_batches_to_jaeger() -> None:
     config = load(REPO / compose.CONFIG_DIR / "otel-collector.yaml")
     pipeline = config["service"]["pipelines"]["traces"]
