@@ -405,57 +405,7 @@ class LocalRun:
     # -- what is running -----------------------------------------------------------------------
 
     def table(self) -> str:
-        if self.placement is None:
-            rows = [("process", "address", "ready")]
-            special = {"redis": self.redis_url, "tracestore": self.traces_url}
-            for child in self.supervisor.children:
-                address = special.get(child.name) or self.app_url(child.name)
-                rows.append((child.name, address, _ready(child)))
-            return _format(rows)
-        by_name = {c.name: c for c in self.supervisor.children}
-        rows = [("instance", "private folder (app, egress, admin)", "mTLS in", "ready")]
-        for inst in self.placement.all_instances():
-            both = (_ready(by_name.get(inst.name)), _ready(by_name.get(f"envoy:{inst.name}")))
-            folder = inst.pod_dir.relative_to(self.run_dir) if inst.pod_dir else "-"
-            rows.append(
-                (
-                    inst.name,
-                    f"{folder}/{{app,egress,admin}}.sock",
-                    str(inst.inbound_port),
-                    "yes" if both == ("yes", "yes") else "NO",
-                )
-            )
-        ing = self.placement.ingress
-        rows.append(
-            (
-                "ingress",
-                str(self.admin_socket("ingress").relative_to(self.run_dir)),
-                f"{ing.port} (public)",
-                _ready(by_name.get("envoy:ingress")),
-            )
-        )
-        redis = str(self.redis_socket.relative_to(self.run_dir))
-        rows.append(("redis", redis, "-", _ready(by_name.get("redis"))))
-        if self.options.tracing:
-            rows.append(
-                (
-                    "tracestore",
-                    f"OTLP :{self.options.otlp_port}, {self.traces_url}",
-                    "-",
-                    _ready(by_name.get("tracestore")),
-                )
-            )
-        return _format(rows)
+        """What is running, where, and whether it is ready (``mesh/local_table.py``)."""
+        from .local_table import table
 
-
-def _ready(child: Child | None) -> str:
-    if child is None:
-        return "-"
-    return "yes" if child.alive and (child.ready() if child.ready else True) else "NO"
-
-
-def _format(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        return table(self)
