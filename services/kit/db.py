@@ -9,8 +9,10 @@ readers run beside a writer. Waits are bounded: past ``SQLITE_BUSY_MS`` for the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import event, text
@@ -42,7 +44,7 @@ def make_engine(
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
@@ -51,6 +53,20 @@ def make_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _switch_to_wal(cur: Any, attempts: int = 40) -> None:
+    """``PRAGMA journal_mode = WAL``, retried: on a new file the switch needs a lock that SQLite
+    does not wait for (``busy_timeout`` does not apply), so two replicas opening the same new
+    database at once could fail with "database is locked". Runs in the driver's thread."""
+    for attempt in range(attempts):
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, however it is wrapped
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
 
 
 def database_context(metadata: MetaData) -> CleanupCtx:
