@@ -162,7 +162,8 @@ def rate_limit_filter() -> dict[str, Any]:
     }
 
 
-def _bucket(per_second: int) -> dict[str, Any]:
+def bucket(per_second: int) -> dict[str, Any]:
+    """The edge's token bucket per operation (also the Istio ingress gateway's, istio_edge)."""
     everyone = {"numerator": 100, "denominator": "HUNDRED"}
     return {
         "@type": LOCAL_RATE_LIMIT,
@@ -201,7 +202,7 @@ def with_rate_limits(
             "path": op.path,
             "headers": [{"name": ":method", "string_match": {"exact": op.method}}],
         }
-        route["typed_per_filter_config"] = {RATE_LIMIT_FILTER: _bucket(per_second)}
+        route["typed_per_filter_config"] = {RATE_LIMIT_FILTER: bucket(per_second)}
         front.append(route)
     return [*front, *routes]
 

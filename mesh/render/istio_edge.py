@@ -17,13 +17,11 @@ from typing import Any
 from mesh.access import Operation
 from mesh.topology import Topology
 
+from .envoy_security import LOCAL_RATE_LIMIT, bucket
 from .istio_meta import INGRESS_NAMESPACE, INGRESS_SELECTOR, meta, obj
 
 ENVOY_FILTER_API = "networking.istio.io/v1alpha3"  # EnvoyFilter has no v1
 FILTER = "envoy.filters.http.local_ratelimit"
-LOCAL_RATE_LIMIT = (
-    "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
-)
 HCM = "envoy.filters.network.http_connection_manager"
 
 
@@ -43,27 +41,6 @@ def limited_routes(topology: Topology, routes: list[dict[str, Any]]) -> list[dic
         route["match"] = [{"uri": {"exact": op.path}, "method": {"exact": op.method}}]
         front.append(route)
     return [*front, *routes]
-
-
-def bucket(per_second: int) -> dict[str, Any]:
-    everyone = {"numerator": 100, "denominator": "HUNDRED"}
-    return {
-        "@type": LOCAL_RATE_LIMIT,
-        "stat_prefix": "edge_rate_limit",
-        "token_bucket": {
-            "max_tokens": per_second,
-            "tokens_per_fill": per_second,
-            "fill_interval": "1s",
-        },
-        "filter_enabled": {"runtime_key": "edge_rate_limit.enabled", "default_value": everyone},
-        "filter_enforced": {"runtime_key": "edge_rate_limit.enforced", "default_value": everyone},
-        "response_headers_to_add": [
-            {
-                "header": {"key": "retry-after", "value": "1"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
-    }
 
 
 def rate_limit_filter(topology: Topology, route_names: list[str]) -> list[dict[str, Any]]:
