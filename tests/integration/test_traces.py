@@ -63,8 +63,9 @@ def complete(t: Trace, services: list[str]) -> bool:
 
     Spans arrive in batches, per process: a trace is whole once each span's parent is there
     (but the edge's, which may be the caller's) and each HTTP call (a CLIENT span that is not
-    SQL or Redis) has the span of the side it called. A process sends a span after its
-    children, so an app's own spans have come once its server span has.
+    SQL or Redis) has the span of the side it called, and each sidecar's inbound span has its
+    app's (sidecars and apps flush separately). A process sends a span after its children, so an
+    app's own spans have come once its server span has.
     """
     if not set(services) <= {s["service"] for s in t.spans}:
         return False
@@ -73,6 +74,9 @@ def complete(t: Trace, services: list[str]) -> bool:
             return False
         call = kind(span) == "client" and "db.system" not in span["tagmap"]
         if call and not t.children(span):
+            return False
+        inbound = kind(span) == "server" and is_network(span) and span["service"] != "ingress"
+        if inbound and not t.children(span):
             return False
     return True
 
