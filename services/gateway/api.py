@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from pydantic import Field, field_validator
@@ -225,6 +225,22 @@ async def get_order(request: web.Request) -> web.Response:
     )
 
 
+# --- currencies (public) -----------------------------------------------------------------------
+
+
+async def list_currencies(request: web.Request) -> web.Response:
+    data = relay(await kit.peers(request).get("currency", "/currencies"), 200)
+    return web.json_response(data)
+
+
+async def convert(request: web.Request) -> web.Response:
+    """The shop's prices in another currency: the query is checked by currency itself."""
+    query = urlencode({k: request.query.get(k, "") for k in ("from", "to", "amounts")})
+    return web.json_response(
+        relay(await kit.peers(request).get("currency", f"/convert?{query}"), 200)
+    )
+
+
 routes = [
     web.post("/api/auth/register", register),
     web.post("/api/auth/login", login),
@@ -240,6 +256,8 @@ routes = [
     web.post("/api/checkout", checkout),
     web.get("/api/orders", list_orders),
     web.get("/api/orders/{id}", get_order),
+    web.get("/api/currencies", list_currencies),
+    web.get("/api/currencies/convert", convert),
     web.get("/api/openapi.yaml", openapi_yaml),
     web.get("/api/openapi.json", openapi_json),
 ]

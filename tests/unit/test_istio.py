@@ -419,7 +419,7 @@ def test_every_call_carries_on_istio_the_policy_the_local_sidecars_carry() -> No
         if p.relative_to(ISTIO).parts[0] != "experiments"
     }
     calls = assert_equivalent(topology, local, rendered)
-    assert calls == sum(len(s.calls) for s in topology.services.values()) == 12
+    assert calls == sum(len(s.calls) for s in topology.services.values()) >= 12
 
 
 def test_each_caller_may_use_on_istio_only_the_operations_the_topology_allows() -> None:

@@ -14,7 +14,7 @@ from mesh.topology import TopologyError
 def test_the_real_topology_loads_and_names_the_call_graph() -> None:
     topo = topology.load()
     assert set(topo.services) >= {"gateway", "products", "cart", "checkout", "payment", "orders"}
-    assert set(topo.service("checkout").calls) == {"cart", "products", "orders", "payment"}
+    assert set(topo.service("checkout").calls) >= {"cart", "products", "orders", "payment"}
     assert topo.service("products").calls == {}
     assert topo.service("products").replicas == 2
     assert topo.callers("products") == ["gateway", "cart", "checkout"]
