@@ -9,6 +9,7 @@ readers run beside a writer. Waits are bounded: past ``SQLITE_BUSY_MS`` for the 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -88,6 +89,35 @@ def database_context(metadata: MetaData) -> CleanupCtx:
         await engine.dispose()
 
     return ctx
+
+
+class ChangeCounter:
+    """Tells whether anyone committed to the engine's SQLite file since the last look.
+
+    It holds a connection of its own that never writes, and asks SQLite's ``PRAGMA
+    data_version``, which changes whenever another connection commits: this process's pool or
+    another process (a replica) on the same file. A read of the WAL index, some microseconds:
+    cheap enough to ask on every request, in the event loop. :meth:`for_engine` gives None where
+    there is no such counter (PostgreSQL, an in-memory SQLite); callers then read every time.
+    """
+
+    def __init__(self, path: str, busy_ms: int = SQLITE_BUSY_MS) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine) -> ChangeCounter | None:
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return cls(url.database)
+
+    def value(self) -> int:
+        """A number that differs from the previous one if someone committed in between."""
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 async def _ping(engine: AsyncEngine) -> None:

@@ -10,9 +10,11 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from services import kit
+from services.kit.jsonio import json_body, json_response
 
 from . import store
 from .catalog import IMAGES
+from .snapshot import CATALOGUE, public
 
 MAX_IDS = 100
 MAX_KEY_LENGTH = 256
@@ -40,28 +42,29 @@ class ReserveBody(kit.Body):
 
 
 async def list_products(request: web.Request) -> web.Response:
-    engine = request.app[kit.DB]
+    snap = await request.app[CATALOGUE].current()
     if "ids" not in request.query:
-        return web.json_response(
-            {"products": [_product(p) for p in await store.all_products(engine)]}
-        )
+        return json_body(snap.listing())
     ids = list(dict.fromkeys(filter(None, (i.strip() for i in request.query["ids"].split(",")))))
     if not 1 <= len(ids) <= MAX_IDS:
         raise kit.Problem(
             400, f"ids must name 1 to {MAX_IDS} product ids, comma-separated", code="bad_query"
         )
-    found = await store.products_by_id(engine, ids)
-    _require_known(ids, found)
-    return web.json_response({"products": [_product(found[i]) for i in ids]})
+    _require_known(ids, snap.by_id)
+    return json_response({"products": [public(snap.by_id[i]) for i in ids]})
 
 
 async def get_product(request: web.Request) -> web.Response:
-    return web.json_response(_product(await _one_product(request)))
+    pid = request.match_info["id"]
+    body = (await request.app[CATALOGUE].current()).page(pid)
+    if body is None:
+        raise _unknown_products([pid])
+    return json_body(body)
 
 
 async def get_stock(request: web.Request) -> web.Response:
     p = await _one_product(request)
-    return web.json_response(
+    return json_response(
         {
             "product_id": p.id,
             "stocked": p.stocked,
@@ -103,12 +106,12 @@ async def put_reservation(request: web.Request) -> web.Response:
             product_id=exc.product_id,
             available=exc.available,
         ) from None
-    return web.json_response(_reservation(reservation), status=201 if created else 200)
+    return json_response(_reservation(reservation), status=201 if created else 200)
 
 
 async def get_reservation(request: web.Request) -> web.Response:
     key = _reservation_key(request)
-    return web.json_response(
+    return json_response(
         _reservation(_found(key, await store.get_reservation(request.app[kit.DB], key)))
     )
 
@@ -123,7 +126,7 @@ async def commit_reservation(request: web.Request) -> web.Response:
             code="reservation_not_held",
             reservation_status=reservation.status,
         )
-    return web.json_response(_reservation(reservation))
+    return json_response(_reservation(reservation))
 
 
 async def release_reservation(request: web.Request) -> web.Response:
@@ -136,7 +139,7 @@ async def release_reservation(request: web.Request) -> web.Response:
             code="reservation_committed",
             reservation_status=reservation.status,
         )
-    return web.json_response(_reservation(reservation))
+    return json_response(_reservation(reservation))
 
 
 routes = [
@@ -156,7 +159,7 @@ routes = [
 
 async def _one_product(request: web.Request) -> store.Product:
     pid = request.match_info["id"]
-    found = await store.products_by_id(request.app[kit.DB], [pid])
+    found = (await request.app[CATALOGUE].current()).by_id
     _require_known([pid], found)
     return found[pid]
 
@@ -187,19 +190,6 @@ def _found(key: str, reservation: store.Reservation | None) -> store.Reservation
     if reservation is None:
         raise kit.Problem(404, f"No reservation {key!r}", code="unknown_reservation")
     return reservation
-
-
-def _product(p: store.Product) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "name": p.name,
-        "description": p.description,
-        "price_cents": p.price_cents,
-        "currency": p.currency,
-        "categories": p.categories,
-        "available": p.available,
-        "in_stock": p.available > 0,
-    }
 
 
 def _reservation(r: store.Reservation) -> dict[str, Any]:

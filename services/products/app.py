@@ -10,6 +10,7 @@ from services import kit
 
 from . import api, store
 from .catalog import CATALOG, IMAGES, load_catalog, load_images, seed_context
+from .snapshot import catalogue_context
 from .sweeper import sweeper_context
 
 
@@ -19,7 +20,12 @@ def create_app(settings: kit.Settings | None = None) -> web.Application:
     app = kit.create_app(
         settings,
         routes=api.routes,
-        contexts=[kit.database_context(store.metadata), seed_context, sweeper_context],
+        contexts=[
+            kit.database_context(store.metadata),
+            seed_context,
+            catalogue_context,
+            sweeper_context,
+        ],
         openapi=Path(__file__).with_name("openapi.yaml"),
     )
     app[CATALOG] = catalog
