@@ -1,0 +1,1 @@
+"""Ads: one contextual ad by category, from a shipped table."""
