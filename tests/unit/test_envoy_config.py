@@ -78,7 +78,7 @@ def test_the_inbound_listener_admits_only_declared_callers(rendered: dict[str, P
     policies = rbac["typed_config"]["rules"]["policies"]
     principals = [p for policy in policies.values() for p in policy["principals"]]
     allowed = {p["authenticated"]["principal_name"]["exact"].rsplit("/", 1)[1] for p in principals}
-    assert allowed == {"gateway", "cart", "checkout"}
+    assert allowed == {"gateway", "cart", "checkout", "recommendations"}
 
 
 # -- every policy value comes from the topology --------------------------------------------------
