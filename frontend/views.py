@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import forms, gateway, security
+from . import discover, forms, gateway, security
 from .gateway import GatewayProblem
 from .pages import CART, SignInRequired, redirect, render
 
@@ -63,7 +63,8 @@ async def product_page(request: web.Request) -> web.Response:
     if not forms.PATH_ID.match(product_id):
         raise web.HTTPNotFound()
     product = await gateway.product(request, product_id)
-    return await render(request, "product.html", {"product": product, "quantity": 1})
+    extras = await discover.for_product(request, product)
+    return await render(request, "product.html", {"product": product, "quantity": 1, **extras})
 
 
 # --- cart -------------------------------------------------------------------------------------
@@ -74,7 +75,8 @@ async def cart_page(request: web.Request) -> web.Response:
     added = request.query.get("added")
     name = next((i["name"] for i in cart["items"] if i["product_id"] == added), None)
     notice = f"{name} is in your cart." if name else None
-    return await render(request, "cart.html", {"cart": cart, "notice": notice})
+    extras = await discover.for_cart(request, cart)
+    return await render(request, "cart.html", {"cart": cart, "notice": notice, **extras})
 
 
 async def cart_with_message(

@@ -18,6 +18,7 @@ from services import kit
 from tests.conftest import build_app, free_port, service_settings
 
 BACKEND = ["gateway", "products", "cart", "checkout", "orders", "payment"]
+OPTIONAL = ["recommendations", "ads"]  # the frontend calls these itself (frontend/discover.py)
 PASSWORD = "correct-horse-battery"
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000000000000002"
@@ -39,7 +40,7 @@ class Shop:
         self.servers: dict[str, TestServer] = {}
 
     async def __call__(self, gateway: bool = True, **env: str) -> TestClient:
-        ports = {name: free_port() for name in BACKEND}
+        ports = {name: free_port() for name in [*BACKEND, *OPTIONAL]}
         urls = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in ports.items())
         if gateway:
             for name, port in ports.items():
@@ -50,9 +51,13 @@ class Shop:
                 await server.start_server()
                 self.servers[name] = server
         gateway_port = ports["gateway"] if gateway else free_port()
+        direct = ",".join(f"{name}=http://127.0.0.1:{ports[name]}" for name in OPTIONAL)
         settings = kit.Settings.from_env(
             "frontend",
-            {"PEER_URLS": f"gateway=http://127.0.0.1:{gateway_port}", "TRACES_URL": TRACES},
+            {
+                "PEER_URLS": f"gateway=http://127.0.0.1:{gateway_port},{direct}",
+                "TRACES_URL": TRACES,
+            },
         )
         return await self.aiohttp_client(create_app(settings))
 

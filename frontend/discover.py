@@ -1,0 +1,94 @@
+"""The optional sections of a page: related products and an ad (issue 16).
+
+The shop asks recommendations and ads itself (two declared calls of its sidecar), both at once,
+each with the page's own short deadline (``FRONTEND_EXTRAS_DEADLINE_MS``, 500 by default; the
+mesh's timeout for these calls is shorter). A section that fails, is refused or is late is left
+out: the page never waits longer for it, and never fails because of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from aiohttp import web
+
+from services import kit
+
+from . import gateway, security
+from .pages import CART
+
+T = TypeVar("T")
+log = logging.getLogger("boutique.frontend")
+DEADLINE_MS = "500"
+SHOWN = 4
+
+
+def _deadline_s(request: web.Request) -> float:
+    return int(request.app[kit.SETTINGS].get("FRONTEND_EXTRAS_DEADLINE_MS", DEADLINE_MS)) / 1000
+
+
+def _ids(values: list[str]) -> str:
+    return ",".join(quote(v, safe="") for v in values)
+
+
+async def _optional(request: web.Request, peer: str, path: str) -> Any:
+    """The peer's 200 body, or None: any failure (refused, aborted, late) leaves the section out."""
+    try:
+        reply = await kit.peers(request).get(peer, path)
+    except kit.Problem:
+        return None
+    if reply.status != 200:
+        log.info("%s answered %s: the page goes without it", peer, reply.status)
+        return None
+    return reply.data
+
+
+async def _within(seconds: float, call: Awaitable[T]) -> T | None:
+    try:
+        return await asyncio.wait_for(call, seconds)
+    except TimeoutError:
+        return None
+
+
+async def recommended(request: web.Request, context: list[str]) -> list[dict[str, Any]]:
+    if not context:
+        return []
+    path = f"/recommendations?product_ids={_ids(context)}&limit={SHOWN}"
+    data = await _within(_deadline_s(request), _optional(request, "recommendations", path))
+    return list(data["products"]) if isinstance(data, dict) else []
+
+
+async def advert(request: web.Request, categories: list[str]) -> dict[str, Any] | None:
+    path = f"/ads?categories={_ids(categories)}"
+    data = await _within(_deadline_s(request), _optional(request, "ads", path))
+    return data["ad"] if isinstance(data, dict) else None
+
+
+async def cart_ids(request: web.Request) -> list[str]:
+    """The signed-in shopper's cart products (kept for the header); none when it cannot be read."""
+    token = security.session_token(request)
+    if token is None:
+        return []
+    try:
+        request[CART] = await gateway.cart(request, token)
+    except gateway.GatewayProblem:
+        return []  # the header says what it can; recommendations just know less
+    return [line["product_id"] for line in request[CART]["items"]]
+
+
+async def for_product(request: web.Request, product: dict[str, Any]) -> dict[str, Any]:
+    """A product page's sections: related products (not this one, nor the cart's) and an ad,
+    asked in parallel."""
+    context = [product["id"], *(await cart_ids(request))]
+    categories = list(product.get("categories", []))
+    related, ad = await asyncio.gather(recommended(request, context), advert(request, categories))
+    return {"recommended": related, "ad": ad}
+
+
+async def for_cart(request: web.Request, cart: dict[str, Any]) -> dict[str, Any]:
+    """The cart page's related products (none of the cart's)."""
+    return {"recommended": await recommended(request, [i["product_id"] for i in cart["items"]])}
