@@ -16,9 +16,7 @@ requires it); the trace view uses that for "all services".
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import re
 import time
 from typing import Any
@@ -33,25 +31,6 @@ DEFAULT_LIMIT = 20
 DEFAULT_LOOKBACK_US = 2 * 24 * 3600 * 1_000_000  # Jaeger's default: two days
 
 # -- shapes ---------------------------------------------------------------------------------
-
-
-def kv(key: str, value: Any) -> dict[str, Any]:
-    """A Jaeger tag or log field; its type follows the Python type of ``value``."""
-    if isinstance(value, bool):
-        return {"key": key, "type": "bool", "value": value}
-    if isinstance(value, int):
-        return {"key": key, "type": "int64", "value": value}
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return {"key": key, "type": "float64", "value": value}
-        return {"key": key, "type": "string", "value": str(value)}  # JSON has no NaN
-    if isinstance(value, bytes):
-        return {"key": key, "type": "binary", "value": base64.b64encode(value).decode()}
-    return {"key": key, "type": "string", "value": str(value)}
-
-
-def reference(ref_type: str, trace_id: str, span_id: str) -> dict[str, str]:
-    return {"refType": ref_type, "traceID": trace_id, "spanID": span_id}
 
 
 def trace_json(trace_id: str, spans: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict:

@@ -1,9 +1,11 @@
 """The spans, in SQLite: insert a batch, find traces, read them back, keep under a size cap.
 
-One row per span. A span's Jaeger JSON is stored as it will be served; beside it sit the
-columns a search needs (trace id, service, operation, kind, start, duration) and a ``search``
-text with one ``key=value`` line per tag, which a tag condition matches with ``instr``: exact,
-and no JSON parsing per row. Resources (Jaeger's "processes") are stored once each.
+One row per span: the span as it came (OTLP protobuf bytes, with its scope), and beside it
+the columns a search needs (trace id, service, operation, kind, start, duration) and a
+``search`` text with one ``key=value`` line per tag, which a tag condition matches with
+``instr``: exact, and no parsing per row. A span is turned into Jaeger's JSON only when it is
+read (``translate.jaeger_span``): ingest is the hot path, reads are rare. Resources (Jaeger's
+"processes") are stored once each, as served.
 
 Tag values match as Jaeger matches them: by their string form (``true``, ``200``, ``1.5``), on
 the span's tags, its log fields, or its process's tags.
@@ -12,18 +14,19 @@ the span's tags, its log fields, or its process's tags.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
+from .translate import SpanRow, jaeger_span, line
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_MAX_SPANS = 200_000
+T = TypeVar("T")
 EVICT_TO = 0.9  # over the cap, the oldest traces go until 90% of it is left: eviction is rare
 
 SCHEMA = """
@@ -42,8 +45,10 @@ CREATE TABLE IF NOT EXISTS spans (
     start_us INTEGER NOT NULL,
     duration_us INTEGER NOT NULL,
     process TEXT NOT NULL,      -- processes.hash
+    scope_name TEXT NOT NULL,   -- the instrumentation scope
+    scope_version TEXT NOT NULL,
     search TEXT NOT NULL,       -- tags and log fields as key=value lines
-    json TEXT NOT NULL          -- the Jaeger span without its processID
+    data BLOB NOT NULL          -- the OTLP span, protobuf
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, start_us);
@@ -56,22 +61,6 @@ CREATE TABLE IF NOT EXISTS operations (
     PRIMARY KEY (service, name, kind)
 ) WITHOUT ROWID;
 """
-
-
-@dataclass(frozen=True, slots=True)
-class SpanRow:
-    """One span, translated: ``span`` and ``process`` are Jaeger JSON (``span`` without
-    ``processID``); the other fields are what searches filter on."""
-
-    trace_id: str
-    span_id: str
-    service: str
-    operation: str
-    kind: str
-    start_us: int
-    duration_us: int
-    span: dict[str, Any]
-    process: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,35 +78,61 @@ class TraceQuery:
 
 
 class Store:
-    """The span store. Open with ``await Store.open(path)``; close with ``await close()``."""
+    """The span store. Open with ``await Store.open(path)``; close with ``await close()``.
 
-    def __init__(self, db: aiosqlite.Connection, max_spans: int, count: int) -> None:
-        self._db = db
+    One SQLite connection, used by one thread: each public method is one call into that
+    thread (a whole write transaction, or a whole read), so a batch of spans costs the event
+    loop one hand-over, not one per statement."""
+
+    def __init__(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor, max_spans: int) -> None:
+        self._conn = conn
+        self._pool = pool
         self.max_spans = max_spans
-        self._count = count
-        self._writing = asyncio.Lock()  # one connection: one write transaction at a time
+        self._count = 0
 
     @classmethod
     async def open(cls, path: str | Path, max_spans: int = DEFAULT_MAX_SPANS) -> Store:
         if max_spans < 1:
             raise ValueError("max_spans must be at least 1")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path), isolation_level=None)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="tracestore-sqlite")
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            try:
+                _prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
         try:
-            await _prepare(db)
-            async with db.execute("SELECT count(*) FROM spans") as cur:
-                row = await cur.fetchone()
+            conn = await asyncio.get_running_loop().run_in_executor(pool, connect)
         except BaseException:
-            await db.close()
+            pool.shutdown()
             raise
-        return cls(db, max_spans, row[0] if row else 0)
+        store = cls(conn, pool, max_spans)
+        store._count = await store._run(
+            lambda: conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+        )
+        return store
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def close(self) -> None:
         """Write everything to the main database file (no WAL left behind) and close."""
+
+        def close() -> None:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
+
         try:
-            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._run(close)
         finally:
-            await self._db.close()
+            self._pool.shutdown()
 
     @property
     def span_count(self) -> int:
@@ -130,14 +145,12 @@ class Store:
         many were new. Over the cap, the oldest traces are deleted whole."""
         if not rows:
             return 0
-        processes: dict[str, tuple[str, str, str]] = {}
+        processes = {}
         span_values = []
         operations = set()
         for row in rows:
-            process_json = _dumps(row.process)
-            digest = hashlib.blake2b(process_json.encode(), digest_size=12).hexdigest()
-            if digest not in processes:
-                processes[digest] = (digest, process_json, _search_text(row.process["tags"]))
+            process = row.process
+            processes[process.digest] = (process.digest, process.json, process.search)
             span_values.append(
                 (
                     row.trace_id,
@@ -147,79 +160,29 @@ class Store:
                     row.kind,
                     row.start_us,
                     row.duration_us,
-                    digest,
-                    _search_text(_span_kvs(row.span)),
-                    _dumps(row.span),
+                    process.digest,
+                    row.scope_name,
+                    row.scope_version,
+                    row.search,
+                    row.data,
                 )
             )
             operations.add((row.service, row.operation, row.kind))
-        async with self._writing:
-            added = await self._insert(processes.values(), span_values, operations)
-            self._count += added
-            if self._count > self.max_spans:
-                await self._evict()
-        return added
+        return await self._run(self._add, list(processes.values()), span_values, operations)
 
-    async def _insert(
-        self, processes: Iterable[tuple], spans: list[tuple], operations: set[tuple]
-    ) -> int:
-        db = self._db
-        await db.execute("BEGIN")
-        try:
-            await db.executemany(
-                "INSERT OR IGNORE INTO processes (hash, json, search) VALUES (?, ?, ?)",
-                processes,
-            )
-            before = db.total_changes
-            await db.executemany(
-                "INSERT OR IGNORE INTO spans (trace_id, span_id, service, operation, kind,"
-                " start_us, duration_us, process, search, json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                spans,
-            )
-            added = db.total_changes - before
-            await db.executemany(
-                "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?, ?, ?)",
-                operations,
-            )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+    def _add(self, processes: list[tuple], spans: list[tuple], operations: set[tuple]) -> int:
+        """In the store's thread: the batch in one transaction, then eviction if over the cap."""
+        added = _insert(self._conn, processes, spans, operations)
+        self._count += added
+        if self._count > self.max_spans:
+            self._count -= _evict(self._conn, self._count - int(self.max_spans * EVICT_TO))
         return added
-
-    async def _evict(self) -> None:
-        """Delete the oldest traces (by first arrival) until at most 90% of the cap is left."""
-        need = self._count - int(self.max_spans * EVICT_TO)
-        db = self._db
-        await db.execute("BEGIN")
-        try:
-            before = db.total_changes
-            await db.execute(
-                "DELETE FROM spans WHERE trace_id IN"
-                " (SELECT DISTINCT trace_id FROM (SELECT trace_id FROM spans ORDER BY id LIMIT ?))",
-                (need,),
-            )
-            deleted = db.total_changes - before
-            await db.execute(
-                "DELETE FROM processes WHERE hash NOT IN (SELECT DISTINCT process FROM spans)"
-            )
-            await db.execute(
-                "DELETE FROM operations WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE"
-                " s.service = operations.service AND s.operation = operations.name"
-                " AND s.kind = operations.kind)"
-            )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        self._count -= deleted
 
     # -- reading --------------------------------------------------------------------------------
 
     async def services(self) -> list[str]:
-        async with self._db.execute("SELECT DISTINCT service FROM operations ORDER BY 1") as cur:
-            return [row[0] for row in await cur.fetchall()]
+        sql = "SELECT DISTINCT service FROM operations ORDER BY 1"
+        return await self._run(lambda: [row[0] for row in self._conn.execute(sql)])
 
     async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]:
         """``(name, kind)`` of every operation the service has; only ``kind``'s if given."""
@@ -228,119 +191,142 @@ class Store:
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind)
-        async with self._db.execute(sql + " ORDER BY name, kind", params) as cur:
-            return [(row[0], row[1]) for row in await cur.fetchall()]
+        sql += " ORDER BY name, kind"
+        return await self._run(lambda: [(r[0], r[1]) for r in self._conn.execute(sql, params)])
 
     async def find_trace_ids(self, query: TraceQuery) -> list[str]:
         """The ids of the matching traces, the newest first, at most ``query.limit``."""
-        where = ["s.start_us >= ?", "s.start_us <= ?"]
-        params: list[Any] = [query.start_us, query.end_us]
-        if query.service is not None:
-            where.append("s.service = ?")
-            params.append(query.service)
-        if query.operation is not None:
-            where.append("s.operation = ?")
-            params.append(query.operation)
-        if query.min_duration_us is not None:
-            where.append("s.duration_us >= ?")
-            params.append(query.min_duration_us)
-        if query.max_duration_us is not None:
-            where.append("s.duration_us <= ?")
-            params.append(query.max_duration_us)
-        join = ""
-        if query.tags:
-            join = " JOIN processes p ON p.hash = s.process"
-            for key, value in query.tags.items():
-                line = "\n" + _line(key, value)
-                where.append("(instr(s.search, ?) > 0 OR instr(p.search, ?) > 0)")
-                params += [line, line]
-        # Walk the matching spans from the newest (an index gives that order) and stop at
-        # ``limit`` distinct traces: no need to group every span in the time range.
-        sql = (
-            f"SELECT s.trace_id FROM spans s{join} WHERE {' AND '.join(where)}"
-            " ORDER BY s.start_us DESC"
-        )
-        found: dict[str, None] = {}
-        async with self._db.execute(sql, params) as cur:
-            while len(found) < query.limit:
-                rows = await cur.fetchmany(1000)
-                if not rows:
-                    break
-                for (trace_id,) in rows:
-                    found[trace_id] = None
-                    if len(found) == query.limit:
-                        break
-        return list(found)
+        return await self._run(_find_trace_ids, self._conn, query)
 
     async def traces(
         self, trace_ids: Iterable[str]
     ) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
         """Each found trace's spans as ``(span, process)``, by start time; missing ids are left
         out."""
-        ids = list(dict.fromkeys(trace_ids))
-        found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        processes: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            async with self._db.execute(
-                "SELECT s.trace_id, s.json, p.hash, p.json FROM spans s"
-                " JOIN processes p ON p.hash = s.process"
-                f" WHERE s.trace_id IN ({marks}) ORDER BY s.start_us, s.id",
-                chunk,
-            ) as cur:
-                async for trace_id, span_json, digest, process_json in cur:
-                    process = processes.get(digest)
-                    if process is None:
-                        process = processes[digest] = json.loads(process_json)
-                    found.setdefault(trace_id, []).append((json.loads(span_json), process))
-        return {trace_id: found[trace_id] for trace_id in ids if trace_id in found}
+        return await self._run(_traces, self._conn, list(dict.fromkeys(trace_ids)))
 
 
-async def _prepare(db: aiosqlite.Connection) -> None:
-    await db.execute("PRAGMA journal_mode = WAL")
-    await db.execute("PRAGMA synchronous = NORMAL")
-    await db.execute("PRAGMA temp_store = MEMORY")
-    async with db.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
+# -- in the store's thread ------------------------------------------------------------------
+
+
+def _insert(
+    db: sqlite3.Connection, processes: list[tuple], spans: list[tuple], operations: set[tuple]
+) -> int:
+    db.execute("BEGIN")
+    try:
+        db.executemany(
+            "INSERT OR IGNORE INTO processes (hash, json, search) VALUES (?, ?, ?)", processes
+        )
+        before = db.total_changes
+        db.executemany(
+            "INSERT OR IGNORE INTO spans (trace_id, span_id, service, operation, kind,"
+            " start_us, duration_us, process, scope_name, scope_version, search, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            spans,
+        )
+        added = db.total_changes - before
+        db.executemany(
+            "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?, ?, ?)", operations
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return added
+
+
+def _evict(db: sqlite3.Connection, need: int) -> int:
+    """Delete the oldest traces (by first arrival) until ``need`` spans are gone; returns how
+    many were."""
+    db.execute("BEGIN")
+    try:
+        before = db.total_changes
+        db.execute(
+            "DELETE FROM spans WHERE trace_id IN"
+            " (SELECT DISTINCT trace_id FROM (SELECT trace_id FROM spans ORDER BY id LIMIT ?))",
+            (need,),
+        )
+        deleted = db.total_changes - before
+        db.execute("DELETE FROM processes WHERE hash NOT IN (SELECT DISTINCT process FROM spans)")
+        db.execute(
+            "DELETE FROM operations WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE"
+            " s.service = operations.service AND s.operation = operations.name"
+            " AND s.kind = operations.kind)"
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return deleted
+
+
+def _find_trace_ids(db: sqlite3.Connection, query: TraceQuery) -> list[str]:
+    where = ["s.start_us >= ?", "s.start_us <= ?"]
+    params: list[Any] = [query.start_us, query.end_us]
+    if query.service is not None:
+        where.append("s.service = ?")
+        params.append(query.service)
+    if query.operation is not None:
+        where.append("s.operation = ?")
+        params.append(query.operation)
+    if query.min_duration_us is not None:
+        where.append("s.duration_us >= ?")
+        params.append(query.min_duration_us)
+    if query.max_duration_us is not None:
+        where.append("s.duration_us <= ?")
+        params.append(query.max_duration_us)
+    join = ""
+    if query.tags:
+        join = " JOIN processes p ON p.hash = s.process"
+        for key, value in query.tags.items():
+            text = "\n" + line(key, value)
+            where.append("(instr(s.search, ?) > 0 OR instr(p.search, ?) > 0)")
+            params += [text, text]
+    # Walk the matching spans from the newest (an index gives that order) and stop at
+    # ``limit`` distinct traces: no need to group every span in the time range.
+    sql = (
+        f"SELECT s.trace_id FROM spans s{join} WHERE {' AND '.join(where)} ORDER BY s.start_us DESC"
+    )
+    found: dict[str, None] = {}
+    for (trace_id,) in db.execute(sql, params):
+        found[trace_id] = None
+        if len(found) == query.limit:
+            break
+    return list(found)
+
+
+def _traces(
+    db: sqlite3.Connection, ids: list[str]
+) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    processes: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(
+            "SELECT s.trace_id, s.data, s.scope_name, s.scope_version, p.hash, p.json"
+            " FROM spans s JOIN processes p ON p.hash = s.process"
+            f" WHERE s.trace_id IN ({marks}) ORDER BY s.start_us, s.id",
+            chunk,
+        )
+        for trace_id, data, scope_name, scope_version, digest, process_json in rows:
+            process = processes.get(digest)
+            if process is None:
+                process = processes[digest] = json.loads(process_json)
+            span = jaeger_span(data, scope_name, scope_version)
+            found.setdefault(trace_id, []).append((span, process))
+    return {trace_id: found[trace_id] for trace_id in ids if trace_id in found}
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA temp_store = MEMORY")
+    row = db.execute("PRAGMA user_version").fetchone()
     version = row[0] if row else 0
     if version not in (0, SCHEMA_VERSION):
         # An older store's layout: the traces are a cache of recent requests, start afresh.
         for table in ("spans", "processes", "operations"):
-            await db.execute(f"DROP TABLE IF EXISTS {table}")
-    await db.executescript(SCHEMA)
-    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _span_kvs(span: dict[str, Any]) -> list[dict[str, Any]]:
-    kvs = list(span["tags"])
-    for log in span["logs"]:
-        kvs += log["fields"]
-    return kvs
-
-
-def tag_string(kv: dict[str, Any]) -> str:
-    """A tag's value as a search compares it, like Jaeger's ``KeyValue.AsString``."""
-    kind, value = kv["type"], kv["value"]
-    if kind == "bool":
-        return "true" if value else "false"
-    if kind == "float64":
-        return format(value, ".10g")
-    if kind == "binary":
-        return base64.b64decode(value).hex()
-    return str(value)
-
-
-def _line(key: str, value: str) -> str:
-    """``key=value\\n``, escaped so that a line never spans two tags or splits wrongly."""
-    key = key.replace("\\", "\\\\").replace("\n", "\\n").replace("=", "\\=")
-    value = value.replace("\\", "\\\\").replace("\n", "\\n")
-    return f"{key}={value}\n"
-
-
-def _search_text(kvs: Iterable[dict[str, Any]]) -> str:
-    return "\n" + "".join(_line(kv["key"], tag_string(kv)) for kv in kvs)
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+    db.executescript(SCHEMA)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

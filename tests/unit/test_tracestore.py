@@ -329,7 +329,13 @@ def check_jaeger_trace(trace: dict[str, Any]) -> None:
             assert set(log) == {"timestamp", "fields"} and isinstance(log["timestamp"], int)
         for tag in span["tags"] + [f for log in span["logs"] for f in log["fields"]]:
             assert set(tag) == {"key", "type", "value"}
-            python_type = {"string": str, "bool": bool, "int64": int, "float64": float}
+            python_type = {
+                "string": str,
+                "bool": bool,
+                "int64": int,
+                "float64": float,
+                "binary": str,
+            }
             assert isinstance(tag["value"], python_type[tag["type"]]), tag
 
 
@@ -641,6 +647,71 @@ async def search(query: TestClient, **params: Any) -> list[str]:
     for trace in body["data"]:
         check_jaeger_trace(trace)
     return [t["traceID"] for t in body["data"]]
+
+
+async def test_every_tag_a_trace_shows_finds_it_in_a_search(
+    otlp: TestClient, query: TestClient
+) -> None:
+    """Spans are stored as they came and turned into Jaeger's JSON when read; the search text is
+    built at ingest. Every tag and log field the trace shows, of every type, must find it."""
+    trace_id = os.urandom(16).hex()
+    now = time.time_ns()
+    values = [
+        {"key": "text", "value": {"stringValue": "a=b\\c\nsecond line"}},
+        {"key": "odd=key\nname", "value": {"stringValue": "x"}},
+        {"key": "count", "value": {"intValue": "-42"}},
+        {"key": "flag", "value": {"boolValue": False}},
+        {"key": "ratio", "value": {"doubleValue": 0.1}},
+        {"key": "big", "value": {"doubleValue": 12345678901.5}},
+        {"key": "raw", "value": {"bytesValue": base64.b64encode(b"\x00\xffok").decode()}},
+        {"key": "list", "value": {"arrayValue": {"values": [{"intValue": "1"}, {}]}}},
+        {"key": "map", "value": {"kvlistValue": {"values": [{"key": "k", "value": {}}]}}},
+        {"key": "empty", "value": {}},
+    ]
+    span = {
+        "traceId": trace_id,
+        "spanId": os.urandom(8).hex(),
+        "name": "every type",
+        "kind": SERVER,
+        "startTimeUnixNano": str(now - 2_000_000),
+        "endTimeUnixNano": str(now),
+        "attributes": values,
+        "status": {"code": 2, "message": "it failed"},
+        "traceState": "vendor=1",
+        "events": [
+            {"timeUnixNano": str(now - 1_000_000), "name": "retry", "attributes": values[:3]}
+        ],
+        "links": [{"traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex()}],
+    }
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": attributes({"service.name": "typed", "zone": "b=1"})},
+                "scopeSpans": [{"scope": {"name": "lib", "version": "1.0"}, "spans": [span]}],
+            }
+        ]
+    }
+    await send(otlp, [body])
+    trace = await get_trace(query, trace_id)
+    check_jaeger_trace(trace)
+    shown = trace["spans"][0]
+    kvs = shown["tags"] + [f for log in shown["logs"] for f in log["fields"]]
+    kvs += trace["processes"][shown["processID"]]["tags"]
+    assert {"otel.scope.name", "span.kind", "error", "w3c.tracestate", "event"} <= {
+        kv["key"] for kv in kvs
+    }
+    for kv in kvs:
+        value = kv["value"]
+        if kv["type"] == "bool":
+            value = "true" if value else "false"
+        elif kv["type"] == "float64":
+            value = format(value, ".10g")
+        elif kv["type"] == "binary":
+            value = base64.b64decode(value).hex()
+        tags = json.dumps({kv["key"]: str(value)})
+        assert await search(query, service="typed", tags=tags) == [trace_id], kv
+    assert await search(query, service="typed", tags='{"count":"-4"}') == []
+    assert await search(query, service="typed", tags='{"text":"a=b"}') == []
 
 
 async def test_search_filters_each_include_and_exclude(otlp: TestClient, query: TestClient) -> None:
