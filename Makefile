@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint format clean bench bench-quick k8s-render k8s-secrets compose-up \
+.PHONY: setup run test lint format clean bench bench-quick bench-cost k8s-render k8s-secrets compose-up \
 	compose-down .system-packages
 
 setup: $(STAMP) .system-packages
@@ -51,6 +51,12 @@ bench: setup
 
 bench-quick: setup
 	$(VENV)/bin/boutique bench --quick
+
+# CPU-ms per request by process group as `boutique up` runs the shop, tracing on and off, and
+# issue 15's targets (2 to 4 minutes; results/cost-<time>/). Add PROFILE=products,gateway for
+# py-spy flame graphs of those processes.
+bench-cost: setup
+	$(VENV)/bin/boutique bench --cost $(if $(PROFILE),--profile $(PROFILE))
 
 # The Kubernetes + Istio tree istio/ (docs/kubernetes.md), rendered from mesh/topology.yaml with
 # every other rendering checked in (`boutique render`).

@@ -18,5 +18,8 @@ conditions. See ``docs/performance.md`` for the method and the latest results.
 - ``analysis`` and ``tuning_figures``: from the results to the figures (``summary``'s types)
 - ``report``: the terminal table, ``results.json`` and ``report.md``, from ``tables``,
   ``tuning_tables`` and ``charts``
+- ``cost`` and ``cost_tables``: CPU-ms per request by process group on the cost stacks (the
+  shop as ``boutique up`` runs it, tracing on and off) and issue 15's targets met or not
+  (``boutique bench --cost``); ``profiling``: py-spy flame graphs during a step's window
 - ``progress``: the progress display while it runs; ``cli``: the ``boutique bench`` subcommand
 """

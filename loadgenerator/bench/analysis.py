@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import stats
+from .cost import summarize_cost
 from .model import Hops, MemoryGroup, Results, StackInfo, Step
 from .summary import (
     ClientCost,
@@ -250,4 +251,5 @@ def summarize(results: Results) -> Summary:
     if results.tuning:
         summary.tuning = tuning(results)
         summary.variants = variants(results)
+    summary.cost = summarize_cost(results)
     return summary

@@ -3,6 +3,9 @@
 boutique bench              the full run (10 to 15 minutes on 2 cores)
 boutique bench --quick      a minute or two: few rates, short steps
 boutique bench --tuning     the tuning experiments: each knob against the baseline, repeated
+boutique bench --cost       2 to 4 minutes: CPU-ms per request by process group, as `boutique
+                            up` runs the shop, tracing on and off, and issue 15's targets
+boutique bench --cost --profile products,gateway   the same, with py-spy flame graphs
 
 Results go to ``results/bench-<UTC time>/``: ``results.json``, ``report.md`` and its charts.
 """
@@ -21,6 +24,7 @@ from mesh import topology as topo
 if TYPE_CHECKING:
     from .model import Results
     from .plans import Plan, StackSpec
+    from .profiling import Profiler
 
 
 def _rates(text: str) -> list[float]:
@@ -30,6 +34,10 @@ def _rates(text: str) -> list[float]:
         return parse_rates(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _env(text: str) -> tuple[str, str]:
@@ -42,13 +50,29 @@ def _env(text: str) -> tuple[str, str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--quick", action="store_true", help="a minute or two: few rates, short steps")
+    add(
+        "--cost",
+        action="store_true",
+        help="2 to 4 minutes: CPU-ms per request by process group (browse, product page, "
+        "checkout) as `boutique up` runs the shop, tracing on and off; the targets met or not",
+    )
+    add(
+        "--profile",
+        type=_names,
+        default=[],
+        metavar="NAMES",
+        help="py-spy flame graphs (SVG) of these apps (every replica) or tracestore during each "
+        "step's window, e.g. products,gateway",
+    )
+    add("--profile-rate", type=positive(int), default=100, metavar="HZ", help="samples/s (100)")
     add("--results", default="results", metavar="DIR", help="where to write (default results/)")
     add("--rates", type=_rates, metavar="R", help="one-hop rates: 50,100,200 or a ladder 25:800:2")
+    add("--browse-rates", type=_rates, metavar="R", help="browse's cost rate(s) (100)")
     add("--checkout-rates", type=_rates, metavar="R", help="checkout rates, as --rates")
     add("--duration", type=positive(float), metavar="SECONDS", help="each step's window")
     add("--warmup", type=float, metavar="SECONDS", help="warm-up before each step's window")
     add("--users", type=positive(int), metavar="N", help="signed-in users for checkouts")
-    add("--paths", default="one-hop,checkout", help="which paths (default one-hop,checkout)")
+    add("--paths", help="which paths (default one-hop,checkout; --cost: browse,one-hop,checkout)")
     add("--p99-bound", type=positive(float), metavar="MS", help="one-hop p99 bound (100)")
     add("--checkout-p99-bound", type=positive(float), metavar="MS", help="checkout's (1000)")
     add("--max-inflight", type=positive(int), metavar="N", help="requests in flight (256)")
@@ -154,11 +178,19 @@ def plan_from(args: argparse.Namespace) -> Plan:
     """The quick or full plan, with what the command line changes."""
     from . import plans
 
-    plan = plans.quick_plan() if args.quick else plans.full_plan()
-    if args.rates:
-        plan.rates["one-hop"] = args.rates
-    if args.checkout_rates:
-        plan.rates["checkout"] = args.checkout_rates
+    if args.cost:
+        plan = plans.cost_plan()
+    else:
+        plan = plans.quick_plan() if args.quick else plans.full_plan()
+    for path, rates in (
+        ("browse", args.browse_rates),
+        ("one-hop", args.rates),
+        ("checkout", args.checkout_rates),
+    ):
+        if rates and (args.cost or path == "browse"):
+            plan.cost_rates[path] = rates
+        if rates and path in plan.rates:
+            plan.rates[path] = rates
     if args.duration:
         plan.duration_s = args.duration
     if args.warmup is not None:
@@ -171,11 +203,14 @@ def plan_from(args: argparse.Namespace) -> Plan:
         plan.p99_bound_ms["checkout"] = args.checkout_p99_bound
     if args.max_inflight:
         plan.max_inflight = args.max_inflight
-    plan.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if args.paths:
+        plan.paths = _names(args.paths)
+        if args.cost:
+            plan.cost_rates = {p: r for p, r in plan.cost_rates.items() if p in plan.paths}
     plan.tracing_cost = not args.no_tracing_cost
     if args.mesh_only:
         plan.modes = ["mesh"]
-    plan.one_replica = not args.replicas_from_topology
+    plan.one_replica = plan.one_replica and not args.replicas_from_topology
     return plan
 
 
@@ -184,6 +219,8 @@ def stacks_from(args: argparse.Namespace, plan: Plan) -> list[StackSpec]:
     from . import plans
     from .tuning import Knobs
 
+    if args.cost and (args.tuning or args.quick):
+        raise ValueError("--cost is a run of its own: not with --tuning or --quick")
     if args.tuning:
         names = list(plans.VARIANTS) if args.tuning == "all" else args.tuning.split(",")
         return plans.tuning_stacks(plan, [n.strip() for n in names], args.repeats)
@@ -199,6 +236,20 @@ def stacks_from(args: argparse.Namespace, plan: Plan) -> list[StackSpec]:
     return plans.bench_stacks(plan, knobs)
 
 
+def profiler_from(args: argparse.Namespace, out: Path) -> Profiler | None:
+    """The profiler ``--profile`` asks for, its names checked against the topology."""
+    from .profiling import Profiler, check_names, py_spy
+
+    if not args.profile:
+        return None
+    check_names(args.profile, list(topo.load(Path(args.topology)).services))
+    try:
+        py_spy()
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from None
+    return Profiler(args.profile, out, args.profile_rate)
+
+
 def main(args: argparse.Namespace) -> int:
     from mesh.processes import StartError
 
@@ -210,16 +261,21 @@ def main(args: argparse.Namespace) -> int:
     plan = plan_from(args)
     unknown = [p for p in plan.paths if p not in plan.rates]
     if unknown or not plan.paths:
-        print(f"boutique bench: unknown path(s) {unknown}; one-hop, checkout", file=sys.stderr)
+        known = ", ".join(plan.rates)
+        print(f"boutique bench: unknown path(s) {unknown}; known: {known}", file=sys.stderr)
         return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kind_dir = "tuning" if args.tuning else ("cost" if args.cost else "bench")
+    out = Path(args.results) / f"{kind_dir}-{stamp}"
     try:
         stacks = stacks_from(args, plan)
+        profiler = profiler_from(args, out)
     except ValueError as exc:
         print(f"boutique bench: {exc}", file=sys.stderr)
         return 2
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(args.results) / f"{'tuning' if args.tuning else 'bench'}-{stamp}"
-    bench = runner.Bench(plan, Progress(), Path(args.topology), keep_run_dirs=args.keep_run_dirs)
+    bench = runner.Bench(
+        plan, Progress(), Path(args.topology), args.keep_run_dirs, profiler=profiler
+    )
     kind = f"tuning run ({plan.name} plan)" if args.tuning else f"{plan.name} run"
     print(
         f"boutique bench: {kind}, {len(stacks)} stack(s) one after the other, "

@@ -17,6 +17,7 @@ It runs in its own process
 other work shares its event loop; ``run_step`` in ``runner`` starts it.
 
 Paths:
+- ``browse``: ``GET /api/products``, the catalogue; 200 expected.
 - ``one-hop``: ``GET /api/products/{id}``, ids in turn; 200 expected.
 - ``checkout``: ``POST /api/checkout`` by a signed-in user with one item in the cart, a fresh
   ``Idempotency-Key`` and the card that succeeds; 201 expected. Each user's cart is refilled
@@ -34,6 +35,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -42,9 +44,9 @@ from mesh.admin import AsyncAdmin
 from . import codec, procstat, stats
 from .model import LoadResult
 
-PATHS = ("one-hop", "checkout")
+PATHS = ("browse", "one-hop", "checkout")
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
-EXPECTED = {"one-hop": 200, "checkout": 201}
+EXPECTED = {"browse": 200, "one-hop": 200, "checkout": 201}
 ENVOY_REQUESTS = r"^http\.(inbound|outbound|ingress)\.downstream_rq_total$"
 
 
@@ -62,6 +64,7 @@ class LoadSpec:
     tokens: list[str] = field(default_factory=list)  # signed-in users (checkout)
     pids: dict[str, int] = field(default_factory=dict)  # processes whose CPU is read
     admin_urls: dict[str, str] = field(default_factory=dict)  # Envoys whose requests are counted
+    window_mark: str = ""  # a file created when the measured window starts (for profilers)
 
     def __post_init__(self) -> None:
         if self.path not in PATHS:
@@ -119,6 +122,12 @@ class Workload:
 
     def close(self) -> None:
         """Stop any background work."""
+
+
+class Browse(Workload):
+    async def request(self, i: int) -> int:
+        async with self.http.get(f"{self.api}/products") as resp:
+            return self.answered(resp.status, await resp.read())
 
 
 class OneHop(Workload):
@@ -189,7 +198,7 @@ class Checkout(Workload):
             task.cancel()
 
 
-WORKLOADS: dict[str, type[Workload]] = {"one-hop": OneHop, "checkout": Checkout}
+WORKLOADS: dict[str, type[Workload]] = {"browse": Browse, "one-hop": OneHop, "checkout": Checkout}
 
 
 @dataclass
@@ -203,6 +212,12 @@ class _Mark:
 
 def _mark(loop: asyncio.AbstractEventLoop, pids: dict[str, int]) -> _Mark:
     return _Mark(loop.time(), procstat.sample_cpu(pids), procstat.system_busy_seconds())
+
+
+def _window_starts(spec: LoadSpec) -> None:
+    """Tell a profiler waiting for the window (an empty file, created at once)."""
+    if spec.window_mark:
+        Path(spec.window_mark).touch()
 
 
 class _Driver:
@@ -290,6 +305,7 @@ async def _drive(
         if i == n_warm:
             first = _mark(loop, pids)
             before = asyncio.ensure_future(all_envoy_requests(admin, spec.admin_urls))
+            _window_starts(spec)
         driver.send(i, due, i >= n_warm)
     if (delay := start + (n_warm + n) / spec.rate - loop.time()) > 0:
         await asyncio.sleep(delay)

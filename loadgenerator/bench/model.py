@@ -101,6 +101,7 @@ class Step(LoadResult):
     failed_because: str | None = None
     variant: str | None = None
     repeat: int | None = None
+    profiles: list[str] = field(default_factory=list)  # flame graphs (SVG) of this step
 
     def percentiles(self) -> dict[str, float]:
         """p50, p90 and p99 (those measured)."""
@@ -178,7 +179,7 @@ class Machine:
 class Results:
     kind: str = "boutique-bench"
     format: int = 1
-    kind_of_run: str = "bench"  # or "tuning"
+    kind_of_run: str = "bench"  # or "tuning", "cost"
     started_at: str
     finished_at: str | None = None
     plan: Plan
@@ -191,6 +192,10 @@ class Results:
     @property
     def tuning(self) -> bool:
         return self.kind_of_run == "tuning"
+
+    @property
+    def cost_only(self) -> bool:
+        return self.kind_of_run == "cost"
 
     def paths(self) -> list[str]:
         return list(dict.fromkeys(s.path for s in self.steps))

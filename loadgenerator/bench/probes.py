@@ -119,7 +119,8 @@ def _one_request(target: Target, path: str, tokens: list[str], product: str) -> 
         expected = 201
     else:
         before = envoy_counts(target.admin_urls)
-        status, data = http("GET", f"{api}/products/{product}")
+        url = f"{api}/products" if path == "browse" else f"{api}/products/{product}"
+        status, data = http("GET", url)
         expected = 200
     after = envoy_counts(target.admin_urls)
     if status != expected:

@@ -8,6 +8,7 @@ from pathlib import Path
 from . import codec, machine
 from .analysis import FOREIGN_VCPU_LIMIT, summarize
 from .charts import draw_charts
+from .cost_tables import cost_sections, method_lines
 from .model import Results
 from .summary import Summary
 from .tables import (
@@ -30,10 +31,23 @@ def sections(results: Results, summary: Summary) -> list[Section]:
     if results.tuning:
         out = [hops_section(summary), tuning_section(summary), variants_section(summary)]
         return [s for s in out if s[2]]
+    if results.cost_only:
+        out = [hops_section(summary), *cost_sections(summary.cost), memory_section(summary)]
+        return [s for s in out if s[2]]
     out = [hops_section(summary), latency_section(summary), max_section(summary)]
     out += sidecar_sections(summary)
     out += [envoy_cpu_section(summary), tracing_section(summary), memory_section(summary)]
+    out += cost_sections(summary.cost)
     return [s for s in out if s[2]]
+
+
+def profiles_lines(results: Results) -> list[str]:
+    """The flame graphs recorded (``--profile``), one line per step."""
+    return [
+        f"{s.stack} {s.path} {s.rate:g}/s: {', '.join(s.profiles)}"
+        for s in results.steps
+        if s.profiles
+    ]
 
 
 def header_lines(results: Results) -> list[str]:
@@ -53,6 +67,8 @@ def terminal(results: Results, summary: Summary) -> str:
         parts.append(disturbed_note(summary))
     if note := speed_note(summary):
         parts.append(note)
+    if profiles := profiles_lines(results):
+        parts.append("Flame graphs (py-spy, beside results.json):\n" + "\n".join(profiles))
     return "\n\n".join(parts)
 
 
@@ -95,6 +111,8 @@ def _machine_lines(results: Results) -> list[str]:
 
 def _method_lines(results: Results, summary: Summary) -> list[str]:
     plan = results.plan
+    if results.cost_only:
+        return method_lines(plan)
     bounds = ", ".join(f"{k} {v:g} ms" for k, v in summary.p99_bound_ms.items())
     replicas = (
         " (and every service runs one instance in both, as `--no-mesh` does). "
@@ -160,6 +178,8 @@ def markdown(results: Results, summary: Summary, charts: dict[str, str]) -> str:
             f"{num(c.max_send_lag_p99_ms, 1)} ms (that delay is inside the latencies above).",
             "",
         ]
+    if profiles := profiles_lines(results):
+        lines += ["## Flame graphs (py-spy)", "", *(f"- {p}" for p in profiles), ""]
     title, headers, rows, note = steps_section(results)
     lines += [f"## {title}", "", md_table(headers, rows), "", note, ""]
     return "\n".join(lines)

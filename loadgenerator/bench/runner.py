@@ -20,6 +20,7 @@ from mesh.processes import StartError
 from . import machine, probes, stats
 from .model import AfterLoad, Results, StackInfo, Step
 from .plans import Plan, StackSpec, Work, estimate_s, one_replica
+from .profiling import Profiler
 from .progress import Progress
 from .stack import Target, check_alive, measure_idle, memory_groups, memory_now, stack_options
 from .steps import StepSettings, run_step
@@ -34,12 +35,13 @@ class Bench:
         progress: Progress | None = None,
         topology_path: Path = topo.DEFAULT_PATH,
         keep_run_dirs: bool = False,
+        profiler: Profiler | None = None,
     ) -> None:
         self.plan = plan
         self.progress = progress or Progress(quiet=True)
-        self.topology = topo.load(topology_path)
-        if plan.one_replica:
-            self.topology = one_replica(self.topology)
+        self.full_topology = topo.load(topology_path)
+        self.topology = one_replica(self.full_topology) if plan.one_replica else self.full_topology
+        self.profiler = profiler
         self.keep_run_dirs = keep_run_dirs
         self.results = Results(
             started_at=utc_now(), plan=plan, machine=machine.describe(_envoy_or_none())
@@ -47,7 +49,8 @@ class Bench:
 
     def run(self, stacks: list[StackSpec]) -> Results:
         self.progress.estimate_s = estimate_s(self.plan, stacks)
-        self.results.kind_of_run = "tuning" if any(s.variant for s in stacks) else "bench"
+        kind = "cost" if self.plan.name == "cost" else "bench"
+        self.results.kind_of_run = "tuning" if any(s.variant for s in stacks) else kind
         for spec in stacks:
             self.run_stack(spec)
         self.results.finished_at = utc_now()
@@ -139,8 +142,9 @@ class Bench:
         """Start a stack on free ports; once more on other ports if it fails (a port taken
         between choosing it and binding it, by another run on this machine)."""
         for attempt in (1, 2):
-            options = stack_options(run_dir, spec.mesh, spec.tracing, spec.knobs, self.topology)
-            run = LocalRun(self.topology, options)
+            topology = self.full_topology if spec.topology_replicas else self.topology
+            options = stack_options(run_dir, spec.mesh, spec.tracing, spec.knobs, topology)
+            run = LocalRun(topology, options)
             try:
                 run.start()
                 time.sleep(0.5)
@@ -165,6 +169,7 @@ class Bench:
             p99_bound_ms=plan.p99_bound_ms[path],
             max_inflight=plan.max_inflight,
             timeout_s=plan.timeout_s,
+            profiler=self.profiler,
         )
         for attempt in range(plan.disturbed_retries + 1):
             step = run_step(target, path, rate, settings, ids, tokens, self.progress)

@@ -75,6 +75,15 @@ def check_alive(run: LocalRun) -> None:
         raise RuntimeError(f"{gone.name} exited (code {code}); end of {gone.log}:\n{gone.tail()}")
 
 
+def service_of(name: str) -> str:
+    """The service of a process: ``products-1`` is a replica of ``products``; ``gateway``
+    (without the mesh), ``tracestore``, ``redis`` and ``envoy:cart-0`` are their own."""
+    if name.startswith("envoy:"):
+        return name
+    base, sep, index = name.rpartition("-")
+    return base if sep and index.isdigit() else name
+
+
 def group_of(name: str) -> str:
     if name.startswith("envoy:"):
         return "envoys"

@@ -9,12 +9,16 @@ import json
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from . import codec, stats
 from .loadgen import LoadSpec
 from .model import LoadResult, Step
 from .progress import Progress
 from .stack import Target, envoy_load, memory_now, vcpu_groups
+
+if TYPE_CHECKING:
+    from .profiling import Profiler
 
 
 @dataclasses.dataclass
@@ -26,6 +30,7 @@ class StepSettings:
     p99_bound_ms: float = 100.0
     max_inflight: int = 256
     timeout_s: float = 30.0
+    profiler: Profiler | None = None  # flame graphs of named processes during the window
 
 
 def run_step(
@@ -54,7 +59,19 @@ def run_step(
         admin_urls=target.admin_urls,
     )
     what = f"{target.label:<14} {path:<8} {rate:>6g}/s"
-    load = run_client(spec, what, progress)
+    profiles: list[str] = []
+    if settings.profiler is None:
+        load = run_client(spec, what, progress)
+    else:
+        recording = settings.profiler.recording(target, path, rate, settings.duration_s)
+        spec.window_mark = str(recording.mark)
+        recording.start(timeout_s=settings.warmup_s + settings.timeout_s + 120)
+        try:
+            load = run_client(spec, what, progress)
+        finally:
+            profiles = recording.finish()
+        if progress and recording.errors:
+            progress.line(f"  profiling: {'; '.join(recording.errors)}")
     step = Step(
         **{f.name: getattr(load, f.name) for f in dataclasses.fields(LoadResult)},
         stack=target.label,
@@ -65,6 +82,7 @@ def run_step(
         envoys=envoy_load(load.vcpu, load.envoy_requests, load.window_s),
         memory=memory_now(target),
         p99_bound_ms=settings.p99_bound_ms,
+        profiles=profiles,
     )
     step.failed_because = stats.verdict(step, settings.p99_bound_ms)
     if progress:

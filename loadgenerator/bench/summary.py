@@ -155,6 +155,53 @@ class VariantRow:
 
 
 @dataclass(kw_only=True)
+class CostRow:
+    """One path at its fixed rate on a cost stack: CPU-ms per request by process group."""
+
+    path: str
+    rate: float
+    requests: int
+    achieved_rps: float
+    cpu_ms: dict[str, float]  # by group (each app, envoys, tracestore, redis), stack, client
+    processes: dict[str, int]  # how many processes each group has
+    sustained: bool
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    foreign_vcpu: float | None = None
+
+
+@dataclass(kw_only=True)
+class TracingShare:
+    """Tracing's share of the stack's CPU on one path: (on - off) / on."""
+
+    path: str
+    rate: float
+    on_ms: float
+    off_ms: float
+    share: float
+
+
+@dataclass(kw_only=True)
+class TargetVerdict:
+    target: str
+    op: str  # "<=" or ">="
+    limit: float
+    measured: float | None
+    met: bool | None  # None: not measured in this run
+
+
+@dataclass(kw_only=True)
+class Cost:
+    """The cost stacks (issue 15): as `boutique up` runs it (``on``), tracing off (``off``)."""
+
+    on: list[CostRow]
+    off: list[CostRow]
+    tracing: list[TracingShare]
+    targets: list[TargetVerdict]
+    idle_vcpu: dict[str, float]  # each cost stack's vCPU at rest
+
+
+@dataclass(kw_only=True)
 class Summary:
     paths: list[str]
     hops: dict[str, Hops]
@@ -171,3 +218,4 @@ class Summary:
     speed_spread: float | None
     tuning: list[TuningRow] = field(default_factory=list)
     variants: list[VariantRow] = field(default_factory=list)
+    cost: Cost | None = None

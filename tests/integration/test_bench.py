@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadgenerator.bench import plans, report, runner
+from loadgenerator.bench.profiling import Profiler
 from mesh.local import LocalRun
 
 pytestmark = pytest.mark.integration
@@ -56,3 +57,41 @@ def test_the_smallest_quick_step_runs_through_the_mesh_and_without(
         assert title in text
     assert "## Sidecars, one-hop" in text and "## Every step" in text
     assert f"| one-hop | {step.rate:g} |" in text
+
+
+def test_the_cost_mode_measures_every_path_on_the_shop_as_up_runs_it(
+    shop: LocalRun, tmp_path: Path
+) -> None:
+    """`boutique bench --cost`'s stack, with tiny steps, on the session's shop (mesh, mTLS,
+    tracing at 100%, the topology's replicas): CPU-ms per request by process group for browse,
+    product page and checkout, the targets judged, and py-spy's flame graphs of products."""
+    plan = plans.cost_plan()
+    plan.duration_s, plan.warmup_s, plan.users, plan.idle_s = 1.0, 0.5, 2, 0.5
+    rates = {"browse": 10.0, "one-hop": 10.0, "checkout": 2.0}
+    profiler = Profiler(["products"], tmp_path / "cost", rate_hz=50)
+    bench = runner.Bench(plan, profiler=profiler)
+    bench.results.kind_of_run = "cost"
+    work = [plans.Work(path, [rate], ladder=False) for path, rate in rates.items()]
+    bench.measure_stack(shop, plans.StackSpec(plans.COST_ON, True, True, work=work))
+    files = report.write(bench.results, tmp_path / "cost")
+
+    saved = json.loads(files["json"].read_text())
+    rows = {r["path"]: r for r in saved["summary"]["cost"]["on"]}
+    assert set(rows) == set(rates)
+    for path, row in rows.items():
+        assert row["requests"] > 0, path
+        ms = row["cpu_ms"]
+        assert ms["stack"] > 0 and ms["products"] > 0 and ms["envoys"] > 0, path
+        assert ms["tracestore"] > 0 and "client" in ms, path
+        assert row["processes"]["products"] == 2  # both replicas, summed
+        parts = [v for k, v in ms.items() if k not in ("stack", "client")]
+        assert ms["stack"] == pytest.approx(sum(parts))
+    assert rows["checkout"]["cpu_ms"]["payment"] > 0 and rows["browse"]["cpu_ms"]["gateway"] > 0
+    targets = saved["summary"]["cost"]["targets"]
+    assert [t["met"] is not None for t in targets] == [True, True, True, False]  # no off stack
+    text = files["report"].read_text()
+    assert "## Targets (issue 15)" in text and "| products (2) |" in text
+    for step in bench.results.steps:
+        assert [p.endswith(".svg") for p in step.profiles] == [True, True], step.path
+        svg = (tmp_path / "cost" / step.profiles[0]).read_text()
+        assert svg.startswith("<?xml") and "<svg" in svg
