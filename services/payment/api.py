@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -61,8 +61,10 @@ async def create_charge(request: web.Request) -> web.Response:
             currency=body.currency,
             card=facts,
         )
-    await _settle(request, user, charge)
-    return web.json_response(store.public(charge), status=201 if created else 200)
+    answer = store.public(charge)
+    if paid := await _settle(request, user, charge):
+        answer["order"] = paid
+    return web.json_response(answer, status=201 if created else 200)
 
 
 async def get_charge_by_key(request: web.Request) -> web.Response:
@@ -74,9 +76,10 @@ async def get_charge_by_key(request: web.Request) -> web.Response:
 
 
 @kit.telemetry.step("payment.settle")
-async def _settle(request: web.Request, user: str, charge: store.Charge) -> None:
+async def _settle(request: web.Request, user: str, charge: store.Charge) -> dict[str, Any] | None:
     """Answer a recorded charge: a decline or refund as its problem; a success by making sure
-    the order is paid and the cart cleared (both idempotent, so a repeat may run them again)."""
+    the order is paid and the cart cleared (both idempotent, so a repeat may run them again).
+    The paid order as orders answered, when this call confirmed it (None if done before)."""
     if charge["status"] == "declined":
         raise kit.Problem(
             402,
@@ -87,7 +90,7 @@ async def _settle(request: web.Request, user: str, charge: store.Charge) -> None
     if charge["status"] == "refunded":
         raise _not_payable(charge["order_id"])
     if charge["settled"]:
-        return
+        return None
     db, calls = request.app[kit.DB], kit.peers(request)
     paid = await calls.post(
         "orders",
@@ -102,6 +105,7 @@ async def _settle(request: web.Request, user: str, charge: store.Charge) -> None
     paid.expect(200)
     (await calls.delete("cart", "/cart", user=user)).expect(204)
     await store.mark_settled(db, charge["id"])
+    return paid.data if isinstance(paid.data, dict) else None
 
 
 @kit.telemetry.step("payment.card_network")

@@ -196,10 +196,16 @@ def _reservation(r: store.Reservation) -> dict[str, Any]:
     return {
         "key": r.key,
         "status": r.status,
-        "items": [{"product_id": pid, "quantity": q} for pid, q in r.items],
+        "items": [_held_item(pid, q, r.prices.get(pid)) for pid, q in r.items],
         "created_at": _timestamp(r.created_at),
         "expires_at": _timestamp(r.expires_at),
     }
+
+
+def _held_item(pid: str, quantity: int, price: tuple[str, int] | None) -> dict[str, Any]:
+    if price is None:
+        return {"product_id": pid, "quantity": quantity}
+    return {"product_id": pid, "quantity": quantity, "name": price[0], "unit_price_cents": price[1]}
 
 
 def _timestamp(seconds: int) -> str:

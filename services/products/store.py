@@ -11,7 +11,7 @@ without counting twice. ``stocked`` is set once, at seeding; the CHECK constrain
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -96,6 +96,9 @@ class Reservation:
     items: list[tuple[str, int]]  # (product_id, quantity) in the order they were asked for
     created_at: int
     expires_at: int
+    # product id -> (name, unit price in cents) now: filled by ``reserve`` only, so the checkout
+    # prices its order from the same answer that holds the stock (no catalogue read of its own)
+    prices: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 class UnknownProducts(Exception):
@@ -161,11 +164,14 @@ async def reserve(
     created_at = int(now)
 
     async def find(conn: AsyncConnection) -> Reservation | None:
-        return await _load(conn, key)
+        found = await _load(conn, key)
+        if found is None:
+            return None
+        return replace(found, prices=await _prices(conn, [pid for pid, _ in found.items]))
 
     async def make(conn: AsyncConnection) -> Reservation:
-        await _hold(conn, key, items, created_at, created_at + ttl)
-        return Reservation(key, HELD, list(items), created_at, created_at + ttl)
+        prices = await _hold(conn, key, items, created_at, created_at + ttl)
+        return Reservation(key, HELD, list(items), created_at, created_at + ttl, prices)
 
     return await once(engine, find, make)
 
@@ -176,9 +182,10 @@ async def _hold(
     items: Sequence[tuple[str, int]],
     created_at: int,
     expires_at: int,
-) -> None:
+) -> dict[str, tuple[str, int]]:
+    """Hold the items' stock; their names and prices, read in the same transaction."""
     ids = [pid for pid, _ in items]
-    known = set((await conn.execute(select(products.c.id).where(products.c.id.in_(ids)))).scalars())
+    known = await _prices(conn, ids)
     if unknown := [pid for pid in ids if pid not in known]:
         raise UnknownProducts(unknown)
     # The reservation row first: a concurrent insert of the same key waits on it
@@ -209,6 +216,14 @@ async def _hold(
             for n, (pid, quantity) in enumerate(items)
         ],
     )
+    return known
+
+
+async def _prices(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    rows = await conn.execute(
+        select(products.c.id, products.c.name, products.c.price_cents).where(products.c.id.in_(ids))
+    )
+    return {pid: (name, price) for pid, name, price in rows}
 
 
 async def get_reservation(engine: AsyncEngine, key: str) -> Reservation | None:

@@ -249,14 +249,21 @@ async def test_reserve_holds_stock(api: ContractClient) -> None:
     assert resp.status == 201
     body = await resp.json()
     assert body["key"] == "saga-0001" and body["status"] == "held"
-    assert body["items"] == [{"product_id": B, "quantity": 3}, {"product_id": A, "quantity": 2}]
+    # the hold's answer prices its items (the checkout opens its order from it)
+    catalog = {p["id"]: p for p in (await (await api.get("/products")).json())["products"]}
+    assert body["items"] == [
+        {"product_id": pid, "quantity": q, "name": catalog[pid]["name"]}
+        | {"unit_price_cents": catalog[pid]["price_cents"]}
+        for pid, q in ((B, 3), (A, 2))
+    ]
     created, expires = parse_time(body["created_at"]), parse_time(body["expires_at"])
     assert int(before) - 1 <= created.timestamp() <= time.time()
     assert (expires - created).total_seconds() == 900  # the default ttl
     assert await stock(api, A) == counters(8, reserved=2)
     assert await stock(api, B) == counters(7, reserved=3, pid=B)
     resp = await api.get("/reservations/saga-0001")
-    assert resp.status == 200 and await resp.json() == body
+    held = [{"product_id": B, "quantity": 3}, {"product_id": A, "quantity": 2}]
+    assert resp.status == 200 and await resp.json() == body | {"items": held}
 
 
 async def test_reserve_uses_the_ttl(api: ContractClient) -> None:
@@ -295,7 +302,10 @@ async def test_commit_sells_and_repeats_unchanged(api: ContractClient) -> None:
     again = await api.post("/reservations/saga-commit/commit")
     assert again.status == 200 and await again.json() == committed
     put_again = await reserve(api, "saga-commit", (A, 2), (B, 1))
-    assert put_again.status == 200 and await put_again.json() == committed
+    repeated = await put_again.json()
+    assert put_again.status == 200 and repeated | {"items": committed["items"]} == committed
+    assert [(i["product_id"], i["quantity"]) for i in repeated["items"]] == [(A, 2), (B, 1)]
+    assert all(i["unit_price_cents"] > 0 for i in repeated["items"])  # priced again
     assert await books(api.app) == before
 
 
