@@ -1,4 +1,4 @@
-"""The checkout saga: cart -> prices -> stock held -> pending order -> charge -> commit or undo.
+"""The checkout saga: cart -> stock held (and priced) -> pending order -> charge -> commit or undo.
 
 Checkout keeps no state of its own. Everything it does is keyed by the saga id, derived from the
 user and the client's Idempotency-Key: the stock reservation, the order and the charge. So a
@@ -63,35 +63,48 @@ class Saga:
         return {kit.IDEMPOTENCY_HEADER: self.id}
 
 
+@dataclass(frozen=True)
+class Hold:
+    """This saga's stock reservation, as products answered the (keyed) request to hold it."""
+
+    status: str
+    created: bool  # held by this request: no earlier try of this saga got this far
+    lines: list[Line]  # the held items, priced by products in the same answer
+
+
 @kit.telemetry.step("checkout.saga")
 async def checkout(saga: Saga) -> Order:
-    """The paid order, or a :class:`kit.Problem` for what went wrong (after undoing it)."""
+    """The paid order, or a :class:`kit.Problem` for what went wrong (after undoing it).
+
+    A first try is cart -> hold (which prices the lines) -> order -> charge. Reservations are
+    never deleted and an order is only opened once its stock is held, so a hold made now means
+    no earlier try has an order: only a repeat (the hold was there) looks for one.
+    """
+    cart = await load_cart(saga)
+    hold = await reserve(saga, cart) if cart else None
+    if hold is not None and hold.created:
+        return await settle(saga, await place_order(saga, hold))
     order = await find_order(saga)
     if order is None:
-        order = await place_order(saga)
+        if hold is None:  # a twin of this request may have finished already and emptied the cart
+            raise kit.Problem(422, "Your cart is empty", code="empty_cart")
+        order = await place_order(saga, hold)
     elif order["status"] == "pending":
-        hold = await reserve(saga, order["items"])
-        if hold == RELEASED:  # given back when the order seemed not to open: the same again
+        if hold is None:
+            hold = await reserve(saga, _quantities(order["items"]))
+        if hold.status == RELEASED:  # given back when the order seemed not to open: the same again
             return await compensate(saga, order, "orders_unavailable", answers.orders_unavailable())
-        if hold not in HELD:
+        if hold.status not in HELD:
             return await compensate(saga, order, "reservation_expired", answers.stale_hold())
     return await settle(saga, order)
 
 
-async def place_order(saga: Saga) -> Order:
-    """Load the cart, price it, hold its stock, open a pending order with the price snapshots."""
-    cart = await load_cart(saga)
-    if not cart:
-        # A twin of this request (same key) may have finished already and emptied the cart.
-        return await _earlier_order(saga, kit.Problem(422, "Your cart is empty", code="empty_cart"))
-    lines = await price(saga, cart)
-    hold = await reserve(saga, lines)
-    if hold not in HELD:  # released: an earlier try could not open the order (answered again)
-        return await _earlier_order(
-            saga, answers.orders_unavailable() if hold == RELEASED else answers.stale_hold()
-        )
+async def place_order(saga: Saga, hold: Hold) -> Order:
+    """Open a pending order for the held stock, at the prices the hold was answered with."""
+    if hold.status not in HELD:  # released: an earlier try could not open the order
+        raise answers.orders_unavailable() if hold.status == RELEASED else answers.stale_hold()
     try:
-        return await insist(lambda: open_order(saga, lines))
+        return await insist(lambda: open_order(saga, hold.lines))
     except kit.Problem:  # no order to pay for: the hold goes back before the client hears
         await owe("give the held stock back", lambda: release(saga))
         raise answers.orders_unavailable() from None
@@ -124,34 +137,10 @@ async def load_cart(saga: Saga) -> dict[str, int]:
     return {item["product_id"]: item["quantity"] for item in cart["items"]}
 
 
-@kit.telemetry.step("checkout.price_cart")
-async def price(saga: Saga, cart: dict[str, int]) -> list[Line]:
-    """Order lines at live prices; 409 when a product is gone or short of stock."""
-    ids = quote(",".join(cart), safe=",")
-    reply = await saga.peers.get("products", f"/products?ids={ids}", user=saga.user)
-    if reply.status == 404:
-        raise answers.unknown_products(answers.body(reply).get("product_ids", []))
-    lines = []
-    for product in reply.expect(200)["products"]:
-        quantity = cart[product["id"]]
-        if product["available"] < quantity:
-            raise answers.out_of_stock(product["id"], product["available"])
-        lines.append(
-            {
-                "product_id": product["id"],
-                "name": product["name"],
-                "quantity": quantity,
-                "unit_price_cents": product["price_cents"],
-            }
-        )
-    return lines
-
-
 @kit.telemetry.step("checkout.reserve_stock")
-async def reserve(saga: Saga, lines: list[Line]) -> str:
-    """Hold the stock under the saga id; the hold's status (one of ``HELD`` unless this key's
-    hold is over: released or expired)."""
-    items = [{"product_id": line["product_id"], "quantity": line["quantity"]} for line in lines]
+async def reserve(saga: Saga, quantities: dict[str, int]) -> Hold:
+    """Hold the stock under the saga id (409 when a product is short of stock or gone)."""
+    items = [{"product_id": pid, "quantity": quantity} for pid, quantity in quantities.items()]
     reply = await saga.peers.put(
         "products", f"/reservations/{saga.id}", json_body={"items": items}, user=saga.user
     )
@@ -160,7 +149,25 @@ async def reserve(saga: Saga, lines: list[Line]) -> str:
         raise answers.out_of_stock(problem.get("product_id", ""), problem.get("available", 0))
     if reply.status == 404:
         raise answers.unknown_products(problem.get("product_ids", []))
-    return reply.expect(200, 201)["status"]
+    held = reply.expect(200, 201)
+    return Hold(held["status"], reply.status == 201, [_line(item) for item in held["items"]])
+
+
+def _line(item: dict[str, Any]) -> Line:
+    if "unit_price_cents" not in item or "name" not in item:
+        raise kit.Problem(
+            502, "The products service held stock without pricing it", code="dependency_failed"
+        )
+    return {
+        "product_id": item["product_id"],
+        "name": item["name"],
+        "quantity": item["quantity"],
+        "unit_price_cents": item["unit_price_cents"],
+    }
+
+
+def _quantities(lines: list[Line]) -> dict[str, int]:
+    return {line["product_id"]: line["quantity"] for line in lines}
 
 
 @kit.telemetry.step("checkout.open_order")
@@ -189,7 +196,7 @@ async def charge(saga: Saga, order: Order) -> Order:
     except kit.Problem:  # payment unreachable: whether it charged is for it to say
         return await after_payment_outage(saga, order)
     if reply.status in (200, 201):
-        return await succeed(saga, order)
+        return await succeed(saga, order, answers.body(reply).get("order"))
     if reply.status >= 500:
         return await after_payment_outage(saga, order)
     reason = _FAILURE_REASONS.get(reply.status, "payment_failed")
@@ -208,13 +215,17 @@ async def after_payment_outage(saga: Saga, order: Order) -> Order:
     return await compensate(saga, order, "payment_unavailable", answers.payment_unavailable())
 
 
-async def succeed(saga: Saga, order: Order) -> Order:
+async def succeed(saga: Saga, order: Order, confirmed: Order | None = None) -> Order:
     """The charge went through: the held stock is sold; answer the order as it is now.
 
-    An order payment has not confirmed yet is confirmed by asking payment again with the same
-    key (payment finishes a recorded charge; it never charges twice).
+    ``confirmed`` is the paid order when payment's answer carried it (it confirmed the order
+    just now). Otherwise the order is read, and one payment has not confirmed yet is confirmed
+    by asking payment again with the same key (it finishes a recorded charge, never charges
+    twice).
     """
     await owe("sell the held stock", lambda: commit(saga))
+    if confirmed is not None and confirmed.get("status") == "paid":
+        return confirmed
     paid = await insist(lambda: _paid_order(saga, order))
     if paid is None:
         raise kit.Problem(
@@ -315,13 +326,6 @@ async def stored_failure(saga: Saga, order: Order) -> kit.Problem:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-async def _earlier_order(saga: Saga, otherwise: kit.Problem) -> Order:
-    order = await find_order(saga)
-    if order is None:
-        raise otherwise
-    return order
 
 
 async def _ask_payment(saga: Saga, order: Order) -> kit.PeerReply:
