@@ -1,0 +1,1 @@
+"""Ratings: shoppers who bought a product rate it, once per order line."""
