@@ -8,14 +8,14 @@ from aiohttp import web
 
 from services import kit
 
-from . import api, auth, store, tokens
+from . import api, auth, ratings, store, tokens
 
 
 def create_app(settings: kit.Settings | None = None) -> web.Application:
     settings = settings or kit.Settings.from_env("gateway")
     app = kit.create_app(
         settings,
-        routes=api.routes,
+        routes=[*api.routes, *ratings.routes],
         contexts=[kit.database_context(store.metadata), kit.redis_context, kit.peers_context],
         openapi=Path(__file__).with_name("openapi.yaml"),
     )
