@@ -10,7 +10,7 @@ from aiohttp import web
 
 from services import kit
 
-from . import pages, security, views
+from . import pages, ratings, security, views
 
 HERE = Path(__file__).parent
 
@@ -18,7 +18,7 @@ HERE = Path(__file__).parent
 def create_app(settings: kit.Settings | None = None) -> web.Application:
     app = kit.create_app(
         settings or kit.Settings.from_env("frontend"),
-        routes=[*views.routes, web.static("/static", HERE / "static")],
+        routes=[*views.routes, *ratings.routes, web.static("/static", HERE / "static")],
         contexts=[kit.peers_context],
         openapi=None,
     )

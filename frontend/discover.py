@@ -1,6 +1,6 @@
-"""The optional sections of a page: related products and an ad (issue 16).
+"""The optional sections of a page: related products, an ad, a product's stars (issue 16).
 
-The shop asks recommendations and ads itself (two declared calls of its sidecar), both at once,
+The shop asks recommendations, ads and ratings itself (declared calls of its sidecar), at once,
 each with the page's own short deadline (``FRONTEND_EXTRAS_DEADLINE_MS``, 500 by default; the
 mesh's timeout for these calls is shorter). A section that fails, is refused or is late is left
 out: the page never waits longer for it, and never fails because of it.
@@ -68,6 +68,13 @@ async def advert(request: web.Request, categories: list[str]) -> dict[str, Any] 
     return data["ad"] if isinstance(data, dict) else None
 
 
+async def stars(request: web.Request, product_id: str) -> dict[str, Any] | None:
+    """The product's ratings summary (count, average), or None."""
+    path = f"/ratings/{quote(product_id, safe='')}"
+    data = await _within(_deadline_s(request), _optional(request, "ratings", path))
+    return data if isinstance(data, dict) else None
+
+
 async def cart_ids(request: web.Request) -> list[str]:
     """The signed-in shopper's cart products (kept for the header); none when it cannot be read."""
     token = security.session_token(request)
@@ -81,12 +88,14 @@ async def cart_ids(request: web.Request) -> list[str]:
 
 
 async def for_product(request: web.Request, product: dict[str, Any]) -> dict[str, Any]:
-    """A product page's sections: related products (not this one, nor the cart's) and an ad,
-    asked in parallel."""
+    """A product page's sections: related products (not this one, nor the cart's), an ad and
+    the ratings summary, asked in parallel."""
     context = [product["id"], *(await cart_ids(request))]
     categories = list(product.get("categories", []))
-    related, ad = await asyncio.gather(recommended(request, context), advert(request, categories))
-    return {"recommended": related, "ad": ad}
+    related, ad, rating = await asyncio.gather(
+        recommended(request, context), advert(request, categories), stars(request, product["id"])
+    )
+    return {"recommended": related, "ad": ad, "rating": rating}
 
 
 async def for_cart(request: web.Request, cart: dict[str, Any]) -> dict[str, Any]:

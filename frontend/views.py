@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import discover, forms, gateway, security
+from . import discover, forms, gateway, ratings, security
 from .gateway import GatewayProblem
 from .pages import CART, SignInRequired, redirect, render
 
@@ -248,7 +248,8 @@ async def order_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     order = await gateway.order(request, token, order_id)
     placed = "placed" in request.query
-    return await render(request, "order.html", {"order": order, "placed": placed})
+    extras = await ratings.for_order(request, token, order)
+    return await render(request, "order.html", {"order": order, "placed": placed, **extras})
 
 
 # --- accounts ---------------------------------------------------------------------------------

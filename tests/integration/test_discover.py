@@ -1,8 +1,9 @@
 """The optional sections on the real mesh: related products and an ad, asked in parallel, and a
-product page that still renders, at once, when both services fail."""
+product page that still renders, at once, when both services fail; a buyer's rating."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -11,7 +12,8 @@ import pytest
 
 from mesh.local import LocalRun
 from tests.integration.test_mesh_policies import admin, switched
-from tests.integration.test_traces import fetch_trace, is_network, trace_id_of
+from tests.integration.test_purchase import CARD, sign_in
+from tests.integration.test_traces import buy, fetch_trace, is_network, trace_id_of
 from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -46,10 +48,10 @@ async def test_one_trace_of_a_product_page_shows_recommendations_and_ads_in_para
 ) -> None:
     _, html, tid = await full_page(http, shop)
     assert 'data-product="bamboo-glass-jar"' in html  # a kitchen product, like the mug
-    services = ["ingress", "frontend", "gateway", "recommendations", "ads"]
+    services = ["ingress", "frontend", "gateway", "recommendations", "ads", "ratings"]
     t = await fetch_trace(http, shop, tid, services)
     calls = {}
-    for peer in ("recommendations", "ads"):
+    for peer in ("recommendations", "ads", "ratings"):
         egress = [s for s in t.find("frontend", f"egress {peer}") if is_network(s)]
         assert len(egress) == 1, f"one call from the frontend to {peer}"
         calls[peer] = egress[0]
@@ -59,9 +61,11 @@ async def test_one_trace_of_a_product_page_shows_recommendations_and_ads_in_para
     # Parallel: each call started before the other had ended.
     assert recs["startTime"] < ads["startTime"] + ads["duration"]
     assert ads["startTime"] < recs["startTime"] + recs["duration"]
-    # Both asked by the same product page request of the frontend app.
-    assert t.parent(recs) is not None and t.parent(ads) is not None
-    assert t.parent(t.parent(recs)) is t.parent(t.parent(ads))
+    # All three asked by the same product page request of the frontend app.
+    clients = [t.parent(c) for c in calls.values()]  # the app's client span of each call
+    assert all(c is not None for c in clients)
+    pages = [t.parent(c) for c in clients if c is not None]
+    assert pages[0] is not None and all(p is pages[0] for p in pages)
 
 
 async def test_with_recommendations_and_ads_aborted_the_product_page_renders_without_them(
@@ -91,3 +95,30 @@ async def test_with_recommendations_and_ads_aborted_the_product_page_renders_wit
         assert grew.get(f"cluster.{peer}.upstream_rq_timeout", 0) == 0, grew
         assert grew.get(f"cluster.{peer}.upstream_rq_retry", 0) == 0, grew
     _, html, _ = await full_page(http, shop)  # and back once the faults are off
+
+
+async def rating_count(http: aiohttp.ClientSession, shop: LocalRun, product: str) -> int:
+    async with http.get(f"{shop.public_url}/products/{product}") as resp:
+        html = await resp.text()
+        assert resp.status == 200, html
+    found = re.search(r'data-testid="rating-count">(\d+)<', html)
+    return int(found.group(1)) if found else 0
+
+
+async def test_a_buyer_s_rating_shows_on_the_product_page_and_only_buyers_may_rate(
+    shop: LocalRun, http: aiohttp.ClientSession
+) -> None:
+    api = shop.public_url + "/api"
+    before = await rating_count(http, shop, "salt-pepper-set")
+    resp, buyer = await buy(http, shop, CARD)  # one salt and pepper set
+    assert resp.status == 201
+    order_id = (await resp.json())["id"]
+    url = f"{api}/products/salt-pepper-set/ratings"
+    stranger = await sign_in(http, api)  # the user token travels: orders answers its owner only
+    async with http.post(url, json={"order_id": order_id, "rating": 5}, headers=stranger) as r:
+        assert r.status == 403 and (await r.json())["code"] == "not_purchased"
+    async with http.post(url, json={"order_id": order_id, "rating": 5}, headers=buyer) as r:
+        assert r.status == 201, await r.text()
+    async with http.post(url, json={"order_id": order_id, "rating": 1}, headers=buyer) as r:
+        assert r.status == 409 and (await r.json())["code"] == "already_rated"
+    assert await rating_count(http, shop, "salt-pepper-set") == before + 1

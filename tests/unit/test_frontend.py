@@ -18,7 +18,7 @@ from services import kit
 from tests.conftest import build_app, free_port, service_settings
 
 BACKEND = ["gateway", "products", "cart", "checkout", "orders", "payment"]
-OPTIONAL = ["recommendations", "ads"]  # the frontend calls these itself (frontend/discover.py)
+OPTIONAL = ["recommendations", "ads", "ratings"]  # the frontend calls these itself (discover.py)
 PASSWORD = "correct-horse-battery"
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000000000000002"

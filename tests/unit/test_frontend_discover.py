@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import re
 
-from tests.unit.test_frontend import MUG, Shop, add, page, shop, sign_up
+from aiohttp.test_utils import TestClient
+
+from tests.unit.test_frontend import (
+    GOOD_CARD,
+    MUG,
+    Shop,
+    add,
+    csrf_of,
+    key_of,
+    page,
+    shop,
+    sign_up,
+)
 
 __all__ = ["shop"]  # the fixture
 
@@ -56,3 +68,49 @@ async def test_with_recommendations_and_ads_down_the_pages_render_without_them(
     assert 'data-testid="recommendations"' not in product and 'data-testid="ad"' not in product
     cart = await page(client, "/cart")
     assert "Bamboo-Lid Glass Jar" in cart and 'data-testid="recommendations"' not in cart
+
+
+async def buy_mug(client: TestClient) -> tuple[str, str]:
+    """Sign up, buy a mug; the order's id and its page."""
+    await sign_up(client)
+    await add(client, MUG)
+    form = await page(client, "/checkout")
+    fields = {"number": GOOD_CARD, "expiry": "12/34", "cvc": "123", "key": key_of(form)}
+    resp = await client.post("/checkout", data={"csrf": csrf_of(form), **fields})
+    html = await resp.text()
+    assert resp.status == 200, html
+    return re.search(r'data-testid="order-id">(ord_[0-9a-f]+)<', html).group(1), html
+
+
+async def test_a_buyer_rates_from_the_order_page_and_the_product_page_shows_it(
+    shop: Shop,
+) -> None:
+    client = await shop()
+    assert "No ratings yet" in await page(client, f"/products/{MUG}")
+    order_id, html = await buy_mug(client)
+    assert f'data-testid="rate-{MUG}"' in html  # the form, on the confirmation already
+    fields = {"order_id": order_id, "product_id": MUG, "rating": "4"}
+    resp = await client.post("/ratings", data={"csrf": csrf_of(html), **fields})
+    rated = await resp.text()
+    assert resp.status == 200 and resp.url.path == f"/orders/{order_id}", rated
+    assert "Thank you for rating Speckled Ceramic Mug" in rated
+    assert f'data-testid="rated-{MUG}"' in rated and "You rated it 4/5" in rated
+    product = await page(client, f"/products/{MUG}")
+    assert re.search(r'data-testid="rating-average">4\.0<', product)
+    assert re.search(r'data-testid="rating-count">1<', product)
+    # a second rating of the same line: said plainly, nothing changes
+    again = await client.post("/ratings", data={"csrf": csrf_of(html), **fields, "rating": "1"})
+    text = await again.text()
+    assert again.status == 409 and "You have rated this product of this order already" in text
+    bad = await client.post("/ratings", data={"csrf": csrf_of(html), **fields, "rating": "9"})
+    assert bad.status == 422 and "Choose 1 to 5 stars" in await bad.text()
+    product = await page(client, f"/products/{MUG}")
+    assert re.search(r'data-testid="rating-count">1<', product)
+
+
+async def test_a_product_not_in_the_order_cannot_be_rated(shop: Shop) -> None:
+    client = await shop()
+    order_id, html = await buy_mug(client)
+    fields = {"order_id": order_id, "product_id": "city-bike", "rating": "5"}
+    resp = await client.post("/ratings", data={"csrf": csrf_of(html), **fields})
+    assert resp.status == 403 and "products can be rated" in await resp.text()
