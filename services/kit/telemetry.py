@@ -5,7 +5,8 @@ Spans: the aiohttp server (one SERVER span per request, continuing the caller's 
 The standard ``OTEL_*`` variables are honoured: ``OTEL_SERVICE_NAME`` and
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``OTEL_TRACES_SAMPLER``
 (and ``_ARG``), ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or ``none``), ``OTEL_BSP_*``,
-``OTEL_PROPAGATORS`` and ``OTEL_SDK_DISABLED``. Spans are exported in batches over OTLP/HTTP and
+``OTEL_PROPAGATORS`` and ``OTEL_SDK_DISABLED``. Spans are exported in batches over OTLP/HTTP
+(encoded by ``otlp.py``, the same message as OpenTelemetry's encoder at a fifth of its cost) and
 flushed at shutdown.
 
 Apps always carry the instrumentation; without :func:`setup` (as in unit tests) it talks to
@@ -91,9 +92,9 @@ def _exporter(env: dict[str, str]) -> SpanExporter | None:
         raise ValueError(
             f"OTEL_TRACES_EXPORTER={kind!r} is not supported: use otlp, console or none"
         )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from .otlp import LeanOTLPSpanExporter
 
-    return OTLPSpanExporter()
+    return LeanOTLPSpanExporter()
 
 
 def _resource_attributes(env: dict[str, str]) -> dict[str, str]:
