@@ -78,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-inflight", type=positive(int), metavar="N", help="requests in flight (256)")
     add("--no-tracing-cost", action="store_true", help="skip the tracing on/off comparison")
     add("--mesh-only", action="store_true", help="skip the stack without the mesh")
+    add("--no-cost", action="store_true", help="skip the cost stacks at the end of the full run")
     add(
         "--replicas-from-topology",
         action="store_true",
@@ -208,6 +209,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         if args.cost:
             plan.cost_rates = {p: r for p, r in plan.cost_rates.items() if p in plan.paths}
     plan.tracing_cost = not args.no_tracing_cost
+    if args.no_cost and not args.cost:
+        plan.cost_rates = {}
     if args.mesh_only:
         plan.modes = ["mesh"]
     plan.one_replica = plan.one_replica and not args.replicas_from_topology

@@ -95,7 +95,14 @@ def shares(on: list[CostRow], off: list[CostRow]) -> list[TracingShare]:
         share = tracing_share(on_ms, off_ms)
         if share is not None:
             out.append(
-                TracingShare(path=row.path, rate=row.rate, on_ms=on_ms, off_ms=off_ms, share=share)
+                TracingShare(
+                    path=row.path,
+                    rate=row.rate,
+                    on_ms=on_ms,
+                    off_ms=off_ms,
+                    share=share,
+                    sustained=row.sustained and other.sustained,
+                )
             )
     return out
 
@@ -109,9 +116,13 @@ def verdicts(
     for path, limit in CPU_MS_TARGETS.items():
         row = by_path.get(path)
         measured = row.cpu_ms.get(STACK) if row else None
-        out.append(_verdict(f"{PATH_NAMES[path]} CPU-ms per request", "<=", limit, measured))
+        verdict = _verdict(f"{PATH_NAMES[path]} CPU-ms per request", "<=", limit, measured)
+        verdict.sustained = row.sustained if row else True
+        out.append(verdict)
     worst = max((s.share for s in traced), default=None)
-    out.append(_verdict("tracing's share of the stack's CPU", "<=", TRACING_SHARE_TARGET, worst))
+    verdict = _verdict("tracing's share of the stack's CPU", "<=", TRACING_SHARE_TARGET, worst)
+    verdict.sustained = all(s.sustained for s in traced)
+    out.append(verdict)
     if checkout_rate is not None:
         limit = CHECKOUT_RATE_FACTOR * BASELINE_CHECKOUT_RATE
         out.append(_verdict("highest sustained checkout rate (/s)", ">=", limit, checkout_rate))

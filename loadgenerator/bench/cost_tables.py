@@ -35,6 +35,9 @@ def per_request_section(rows: list[CostRow], title: str, idle: float | None = No
     for group in groups_of(rows):
         body.append((_label(group, rows), *(num(r.cpu_ms.get(group), 2) for r in rows)))
     body.append(("stack total", *(num(r.cpu_ms.get(STACK), 2) for r in rows)))
+    if idle is not None:
+        at_rest = [num(idle * 1000 / r.achieved_rps if r.achieved_rps else None, 2) for r in rows]
+        body.append(("of which the stack at rest", *at_rest))
     body.append(("load client (apart)", *(num(r.cpu_ms.get(APART), 2) for r in rows)))
     body.append(("answered/s", *(num(r.achieved_rps, 1) for r in rows)))
     body.append(("requests measured", *(str(r.requests) for r in rows)))
@@ -51,7 +54,10 @@ def per_request_section(rows: list[CostRow], title: str, idle: float | None = No
         "of the machine used meanwhile (it does not enter these figures)."
     )
     if idle is not None:
-        note += f" At rest this stack used {idle:.3f} vCPU (inside the figures above)."
+        note += (
+            f" At rest (before the load) this stack used {idle:.3f} vCPU: health checks, "
+            "stats, exports; per request at each rate, it is inside the total."
+        )
     return (title, ["CPU-ms per request", *(_path_header(r) for r in rows)], body, note)
 
 
@@ -86,12 +92,16 @@ def targets_section(cost: Cost) -> Section:
         else:
             measured = f"{t.measured:.0%}" if percent else num(t.measured, 2)
         verdict = "not measured" if t.met is None else ("met" if t.met else "NOT MET")
+        if t.met is not None and not t.sustained:
+            verdict += " *"
         rows.append((t.target, f"{t.op} {limit}", measured, verdict))
     note = (
         "Issue 15: the whole stack as `boutique up` runs it (mesh, mTLS, tracing at 100%), at "
         "fixed rates well below the knee. Tracing's share: the worst path. The checkout rate: "
         "the mesh ladder's highest sustained rate (full run only) against twice 27/s, the "
-        "rate measured before issue 15 (docs/performance.md)."
+        "rate measured before issue 15 (docs/performance.md). * = a step it rests on was not "
+        "sustained (errors, drops or p99 over its bound): the machine was too busy for that "
+        "rate, so the figure is not a clean one; measure again."
     )
     return ("Targets (issue 15)", ["target", "limit", "measured", "verdict"], rows, note)
 

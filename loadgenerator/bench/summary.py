@@ -179,6 +179,7 @@ class TracingShare:
     on_ms: float
     off_ms: float
     share: float
+    sustained: bool = True  # both steps were
 
 
 @dataclass(kw_only=True)
@@ -188,6 +189,7 @@ class TargetVerdict:
     limit: float
     measured: float | None
     met: bool | None  # None: not measured in this run
+    sustained: bool = True  # False: a step it rests on was not sustained
 
 
 @dataclass(kw_only=True)

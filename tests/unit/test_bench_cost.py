@@ -12,7 +12,7 @@ import pytest
 from boutique.cli import build_parser
 from loadgenerator.bench import analysis, cli, codec, cost, model, plans, profiling, report
 from loadgenerator.bench.cost_tables import cost_sections
-from loadgenerator.bench.model import Results, Step, VcpuGroups
+from loadgenerator.bench.model import Idle, Results, StackInfo, Step, VcpuGroups
 from loadgenerator.bench.stack import service_of
 from loadgenerator.bench.summary import Cost
 from loadgenerator.bench.tuning import Knobs
@@ -92,8 +92,9 @@ def cost_results(checkout_ladder: bool = False) -> Results:
     if checkout_ladder:
         steps += [cost_step("mesh", "checkout", rate, 1.0) for rate in (32, 45, 64)]
         steps[-1].failed_because = "p99 2000 ms > 1000 ms"
+    stacks = [StackInfo(label=plans.COST_ON, idle=Idle(vcpu_groups=VcpuGroups(stack=0.05)))]
     return Results(started_at="2026-12-04T20:00:00Z", plan=plans.cost_plan(), steps=steps,
-                   kind_of_run="bench" if checkout_ladder else "cost")  # fmt: skip
+                   stacks=stacks, kind_of_run="bench" if checkout_ladder else "cost")  # fmt: skip
 
 
 def test_the_targets_are_judged_on_the_traced_stack_and_the_worst_share() -> None:
@@ -119,6 +120,16 @@ def test_a_full_run_judges_the_highest_sustained_checkout_rate_against_twice_27(
     assert (rate.limit, rate.measured, rate.met) == (54.0, 45.0, False)
 
 
+def test_a_verdict_resting_on_a_step_not_sustained_is_marked(tmp_path: Path) -> None:
+    results = cost_results()
+    results.steps[0].failed_because = "120 failed or dropped"
+    c = analysis.summarize(results).cost
+    assert c is not None
+    assert [t.sustained for t in c.targets] == [False, True, True, False]
+    text = report.write(results, tmp_path)["report"].read_text()
+    assert "| browse CPU-ms per request | <= 2.5 | 2.00 | met * |" in text
+
+
 def test_a_target_not_measured_says_so() -> None:
     verdicts = cost.verdicts([], [])
     assert all(v.met is None and v.measured is None for v in verdicts)
@@ -138,6 +149,7 @@ def test_the_cost_report_has_the_per_path_tables_and_the_verdicts(tmp_path: Path
         "| CPU-ms per request | browse 100/s | product page 100/s | checkout 10/s |",
         "| products (2) | 1.00 | 1.50 | 75.00 |",
         "| stack total | 2.00 | 3.00 | 150.00 |",
+        "| of which the stack at rest | 0.50 | 0.50 | 5.00 |",  # 0.05 vCPU over 100/s, 10/s
         "| load client (apart) | 0.10 | 0.10 | 1.00 |",
         "| browse CPU-ms per request | <= 2.5 | 2.00 | met |",
         "| product page CPU-ms per request | <= 2 | 3.00 | NOT MET |",
@@ -201,6 +213,7 @@ def test_the_command_line_sets_the_cost_rates_and_paths() -> None:
     # without --cost, --rates stays the one-hop ladder and the cost rates stay fixed
     full = cli.plan_from(parse("--rates", "10,20"))
     assert full.rates["one-hop"] == [10, 20] and full.cost_rates["one-hop"] == [100.0]
+    assert cli.plan_from(parse("--no-cost")).cost_rates == {}
     with pytest.raises(ValueError, match="run of its own"):
         cli.stacks_from(parse("--cost", "--quick"), plan)
 
