@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import MetaData
 
-from . import telemetry
+from . import telemetry, transactions
 from .keys import DB, READINESS, SETTINGS, CleanupCtx
 
 SQLITE_BUSY_MS = 5_000
@@ -53,6 +54,8 @@ def make_engine(
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    if parsed.database and parsed.database != ":memory:":
+        transactions.attach(engine, _on_connect)  # whole transactions in one thread
     return engine
 
 
@@ -81,11 +84,14 @@ def database_context(metadata: MetaData) -> CleanupCtx:
             pool_timeout_s=float(settings.get("DB_POOL_TIMEOUT_S", str(POOL_TIMEOUT_S))),
         )
         telemetry.instrument_engine(engine)
+        if (twin := transactions.twin_engine(engine)) is not None:
+            SQLAlchemyInstrumentor().instrument(engine=twin, enable_commenter=False)
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         app[DB] = engine
         app[READINESS].append(("database", lambda: _ping(engine)))
         yield
+        await transactions.close(engine)
         await engine.dispose()
 
     return ctx

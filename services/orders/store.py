@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     ForeignKey,
     Integer,
     MetaData,
@@ -18,9 +19,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.kit.idempotency import once
+from services.kit import transactions
 
 metadata = MetaData()
 
@@ -71,66 +72,68 @@ async def create(
 ) -> tuple[Order, bool]:
     """The order for ``(user, key)``: created now (``True``) or the one made before (``False``)."""
 
-    async def find(conn: AsyncConnection) -> Order | None:
-        return await _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
+    def find(conn: Connection) -> Order | None:
+        return _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
 
-    async def make(conn: AsyncConnection) -> Order:
+    def make(conn: Connection) -> Order:
         order_id, stamp = new_order_id(), now()
         lines = [
             {**item, "line_total_cents": item["quantity"] * item["unit_price_cents"]}
             for item in items
         ]
-        await conn.execute(
-            orders.insert().values(
-                id=order_id,
-                user_id=user,
-                idempotency_key=key,
-                status="pending",
-                total_cents=sum(line["line_total_cents"] for line in lines),
-                currency=currency,
-                created_at=stamp,
-                updated_at=stamp,
-            )
-        )
-        await conn.execute(
+        row = {
+            "id": order_id,
+            "user_id": user,
+            "status": "pending",
+            "total_cents": sum(line["line_total_cents"] for line in lines),
+            "currency": currency,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "charge_id": None,
+            "cancel_reason": None,
+        }
+        conn.execute(orders.insert().values(idempotency_key=key, **row))
+        conn.execute(
             order_items.insert(),
             [{"order_id": order_id, "position": i, **line} for i, line in enumerate(lines)],
         )
-        created = await _one(conn, orders.c.id == order_id)
-        assert created is not None
-        return created
+        return _public({**row, "items": [_item(line) for line in lines]})
 
-    return await once(engine, find, make)
+    return await transactions.once(engine, find, make)
 
 
 async def get(engine: AsyncEngine, user: str, order_id: str) -> Order | None:
-    async with engine.connect() as conn:
-        return await _one(conn, orders.c.id == order_id, orders.c.user_id == user)
+    return await transactions.read(
+        engine, lambda conn: _one(conn, orders.c.id == order_id, orders.c.user_id == user)
+    )
 
 
 async def by_key(engine: AsyncEngine, user: str, key: str) -> Order | None:
-    async with engine.connect() as conn:
-        return await _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
+    return await transactions.read(
+        engine,
+        lambda conn: _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key),
+    )
 
 
 async def page(engine: AsyncEngine, user: str, limit: int, offset: int) -> tuple[list[Order], int]:
     """The user's orders, newest first, and how many there are in all."""
-    async with engine.connect() as conn:
-        total = await conn.scalar(
+
+    def work(conn: Connection) -> tuple[list[Order], int]:
+        total = conn.scalar(
             select(func.count()).select_from(orders).where(orders.c.user_id == user)
         )
-        rows = (
-            await conn.execute(
-                select(orders)
-                .where(orders.c.user_id == user)
-                .order_by(orders.c.seq.desc())
-                .limit(limit)
-                .offset(offset)
-            )
+        rows = conn.execute(
+            select(orders)
+            .where(orders.c.user_id == user)
+            .order_by(orders.c.seq.desc())
+            .limit(limit)
+            .offset(offset)
         ).mappings()
         found = [dict(row) for row in rows]
-        await _attach_items(conn, found)
-    return [_public(row) for row in found], int(total or 0)
+        _attach_items(conn, found)
+        return [_public(row) for row in found], int(total or 0)
+
+    return await transactions.read(engine, work)
 
 
 async def transition(
@@ -141,8 +144,9 @@ async def transition(
     One conditional UPDATE: only a pending order moves, so concurrent pay and cancel cannot both
     win. When nothing moved, the caller judges the current state.
     """
-    async with engine.begin() as conn:
-        result = await conn.execute(
+
+    def work(conn: Connection) -> tuple[Order | None, bool]:
+        result = conn.execute(
             update(orders)
             .where(
                 orders.c.id == order_id,
@@ -151,40 +155,49 @@ async def transition(
             )
             .values(status=status, updated_at=now(), **values)
         )
-        order = await _one(conn, orders.c.id == order_id, orders.c.user_id == user)
-    return order, result.rowcount == 1
+        order = _one(conn, orders.c.id == order_id, orders.c.user_id == user)
+        return order, result.rowcount == 1
+
+    return await transactions.write(engine, work)
 
 
-async def _one(conn: AsyncConnection, *where: Any) -> Order | None:
-    row = (await conn.execute(select(orders).where(*where))).mappings().first()
+def _one(conn: Connection, *where: Any) -> Order | None:
+    row = conn.execute(select(orders).where(*where)).mappings().first()
     if row is None:
         return None
-    found = [dict(row)]
-    await _attach_items(conn, found)
-    return _public(found[0])
+    found = dict(row)
+    items = conn.execute(
+        select(order_items)
+        .where(order_items.c.order_id == found["id"])
+        .order_by(order_items.c.position)
+    )
+    found["items"] = [_item(item) for item in items.mappings()]
+    return _public(found)
 
 
-async def _attach_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+def _attach_items(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     by_id = {row["id"]: row for row in rows}
     for row in rows:
         row["items"] = []
-    result = await conn.execute(
+    result = conn.execute(
         select(order_items)
         .where(order_items.c.order_id.in_(by_id))
         .order_by(order_items.c.order_id, order_items.c.position)
     )
     for item in result.mappings():
-        by_id[item["order_id"]]["items"].append(
-            {
-                "product_id": item["product_id"],
-                "name": item["name"],
-                "quantity": item["quantity"],
-                "unit_price_cents": item["unit_price_cents"],
-                "line_total_cents": item["line_total_cents"],
-            }
-        )
+        by_id[item["order_id"]]["items"].append(_item(item))
+
+
+def _item(item: Any) -> dict[str, Any]:
+    return {
+        "product_id": item["product_id"],
+        "name": item["name"],
+        "quantity": item["quantity"],
+        "unit_price_cents": item["unit_price_cents"],
+        "line_total_cents": item["line_total_cents"],
+    }
 
 
 def _public(row: dict[str, Any]) -> Order:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Integer,
     MetaData,
     String,
@@ -17,9 +18,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.kit.idempotency import once
+from services.kit import transactions
 
 from .cards import CardFacts
 
@@ -55,8 +56,10 @@ def now() -> str:
 
 
 async def by_key(engine: AsyncEngine, user: str, key: str) -> Charge | None:
-    async with engine.connect() as conn:
-        return await _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
+    return await transactions.read(
+        engine,
+        lambda conn: _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key),
+    )
 
 
 async def record(
@@ -71,56 +74,57 @@ async def record(
 ) -> tuple[Charge, bool]:
     """Record the decided charge (committed); ``False`` when the key already had one."""
 
-    async def find(conn: AsyncConnection) -> Charge | None:
-        return await _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
+    def find(conn: Connection) -> Charge | None:
+        return _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
 
-    async def make(conn: AsyncConnection) -> Charge:
-        charge_id, stamp = "ch_" + secrets.token_hex(12), now()
-        await conn.execute(
-            charges.insert().values(
-                id=charge_id,
-                user_id=user,
-                idempotency_key=key,
-                order_id=order_id,
-                amount_cents=amount_cents,
-                currency=currency,
-                status="declined" if card.decline_code else "succeeded",
-                brand=card.brand,
-                last4=card.last4,
-                exp_month=card.exp_month,
-                exp_year=card.exp_year,
-                decline_code=card.decline_code,
-                settled=card.decline_code is not None,
-                created_at=stamp,
-                updated_at=stamp,
-            )
-        )
-        created = await _one(conn, charges.c.id == charge_id)
-        assert created is not None
-        return created
+    def make(conn: Connection) -> Charge:
+        stamp = now()
+        row = {
+            "id": "ch_" + secrets.token_hex(12),
+            "user_id": user,
+            "idempotency_key": key,
+            "order_id": order_id,
+            "amount_cents": amount_cents,
+            "currency": currency,
+            "status": "declined" if card.decline_code else "succeeded",
+            "brand": card.brand,
+            "last4": card.last4,
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+            "decline_code": card.decline_code,
+            "settled": card.decline_code is not None,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        conn.execute(charges.insert().values(**row))
+        return row
 
-    return await once(engine, find, make)
+    return await transactions.once(engine, find, make)
 
 
 async def refund(engine: AsyncEngine, charge_id: str) -> None:
     """A succeeded charge whose order cannot be paid gives the money back."""
-    async with engine.begin() as conn:
-        await conn.execute(
+    await transactions.write(
+        engine,
+        lambda conn: conn.execute(
             update(charges)
             .where(charges.c.id == charge_id, charges.c.status == "succeeded")
             .values(status="refunded", settled=True, updated_at=now())
-        )
+        ),
+    )
 
 
 async def mark_settled(engine: AsyncEngine, charge_id: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
+    await transactions.write(
+        engine,
+        lambda conn: conn.execute(
             update(charges).where(charges.c.id == charge_id).values(settled=True, updated_at=now())
-        )
+        ),
+    )
 
 
-async def _one(conn: AsyncConnection, *where: Any) -> Charge | None:
-    row = (await conn.execute(select(charges).where(*where))).mappings().first()
+def _one(conn: Connection, *where: Any) -> Charge | None:
+    row = conn.execute(select(charges).where(*where)).mappings().first()
     return dict(row) if row is not None else None
 
 

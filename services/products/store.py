@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     CheckConstraint,
     Column,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -29,9 +30,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.kit.idempotency import once
+from services.kit import transactions
 
 metadata = MetaData()
 
@@ -163,21 +164,21 @@ async def reserve(
     """
     created_at = int(now)
 
-    async def find(conn: AsyncConnection) -> Reservation | None:
-        found = await _load(conn, key)
+    def find(conn: Connection) -> Reservation | None:
+        found = _load(conn, key)
         if found is None:
             return None
-        return replace(found, prices=await _prices(conn, [pid for pid, _ in found.items]))
+        return replace(found, prices=_prices(conn, [pid for pid, _ in found.items]))
 
-    async def make(conn: AsyncConnection) -> Reservation:
-        prices = await _hold(conn, key, items, created_at, created_at + ttl)
+    def make(conn: Connection) -> Reservation:
+        prices = _hold(conn, key, items, created_at, created_at + ttl)
         return Reservation(key, HELD, list(items), created_at, created_at + ttl, prices)
 
-    return await once(engine, find, make)
+    return await transactions.once(engine, find, make)
 
 
-async def _hold(
-    conn: AsyncConnection,
+def _hold(
+    conn: Connection,
     key: str,
     items: Sequence[tuple[str, int]],
     created_at: int,
@@ -185,18 +186,18 @@ async def _hold(
 ) -> dict[str, tuple[str, int]]:
     """Hold the items' stock; their names and prices, read in the same transaction."""
     ids = [pid for pid, _ in items]
-    known = await _prices(conn, ids)
+    known = _prices(conn, ids)
     if unknown := [pid for pid in ids if pid not in known]:
         raise UnknownProducts(unknown)
     # The reservation row first: a concurrent insert of the same key waits on it
     # (PostgreSQL) and then fails, instead of holding stock twice.
-    await conn.execute(
+    conn.execute(
         reservations.insert().values(
             key=key, status=HELD, created_at=created_at, expires_at=expires_at
         )
     )
     for pid, quantity in sorted(items):  # one lock order for every writer
-        held = await conn.execute(
+        held = conn.execute(
             update(products)
             .where(products.c.id == pid, products.c.available >= quantity)
             .values(
@@ -206,10 +207,10 @@ async def _hold(
         )
         if held.rowcount != 1:
             available = (
-                await conn.execute(select(products.c.available).where(products.c.id == pid))
+                conn.execute(select(products.c.available).where(products.c.id == pid))
             ).scalar_one()
             raise OutOfStock(pid, available)
-    await conn.execute(
+    conn.execute(
         reservation_items.insert(),
         [
             {"reservation_key": key, "product_id": pid, "line": n, "quantity": quantity}
@@ -219,16 +220,15 @@ async def _hold(
     return known
 
 
-async def _prices(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
-    rows = await conn.execute(
+def _prices(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    rows = conn.execute(
         select(products.c.id, products.c.name, products.c.price_cents).where(products.c.id.in_(ids))
     )
     return {pid: (name, price) for pid, name, price in rows}
 
 
 async def get_reservation(engine: AsyncEngine, key: str) -> Reservation | None:
-    async with engine.connect() as conn:
-        return await _load(conn, key)
+    return await transactions.read(engine, lambda conn: _load(conn, key))
 
 
 async def commit(engine: AsyncEngine, key: str) -> Reservation | None:
@@ -236,18 +236,24 @@ async def commit(engine: AsyncEngine, key: str) -> Reservation | None:
 
     Returns the reservation as it is afterwards (any status; the caller judges), or None.
     """
-    async with engine.begin() as conn:
-        if await _leave_held(conn, key, COMMITTED):
-            await _move_stock(conn, key, to_sold=True)
-        return await _load(conn, key)
+
+    def work(conn: Connection) -> Reservation | None:
+        if _leave_held(conn, key, COMMITTED):
+            _move_stock(conn, key, to_sold=True)
+        return _load(conn, key)
+
+    return await transactions.write(engine, work)
 
 
 async def release(engine: AsyncEngine, key: str) -> Reservation | None:
     """``held -> released``, giving its items' stock back. Same answer as :func:`commit`."""
-    async with engine.begin() as conn:
-        if await _leave_held(conn, key, RELEASED):
-            await _move_stock(conn, key, to_sold=False)
-        return await _load(conn, key)
+
+    def work(conn: Connection) -> Reservation | None:
+        if _leave_held(conn, key, RELEASED):
+            _move_stock(conn, key, to_sold=False)
+        return _load(conn, key)
+
+    return await transactions.write(engine, work)
 
 
 async def expire_due(engine: AsyncEngine, now: float) -> list[str]:
@@ -255,23 +261,26 @@ async def expire_due(engine: AsyncEngine, now: float) -> list[str]:
 
     Returns the keys it expired (at most ``SWEEP_BATCH`` per call, to keep the lock short).
     """
-    expired: list[str] = []
-    async with engine.begin() as conn:
-        due = await conn.execute(
+
+    def work(conn: Connection) -> list[str]:
+        expired: list[str] = []
+        due = conn.execute(
             select(reservations.c.key)
             .where(reservations.c.status == HELD, reservations.c.expires_at < now)
             .order_by(reservations.c.expires_at)
             .limit(SWEEP_BATCH)
         )
         for key in due.scalars().all():
-            if await _leave_held(conn, key, EXPIRED):
-                await _move_stock(conn, key, to_sold=False)
+            if _leave_held(conn, key, EXPIRED):
+                _move_stock(conn, key, to_sold=False)
                 expired.append(key)
-    return expired
+        return expired
+
+    return await transactions.write(engine, work)
 
 
-async def _leave_held(conn: AsyncConnection, key: str, status: str) -> bool:
-    changed = await conn.execute(
+def _leave_held(conn: Connection, key: str, status: str) -> bool:
+    changed = conn.execute(
         update(reservations)
         .where(reservations.c.key == key, reservations.c.status == HELD)
         .values(status=status)
@@ -279,26 +288,26 @@ async def _leave_held(conn: AsyncConnection, key: str, status: str) -> bool:
     return changed.rowcount == 1
 
 
-async def _move_stock(conn: AsyncConnection, key: str, *, to_sold: bool) -> None:
-    items = await conn.execute(
+def _move_stock(conn: Connection, key: str, *, to_sold: bool) -> None:
+    items = conn.execute(
         select(reservation_items.c.product_id, reservation_items.c.quantity)
         .where(reservation_items.c.reservation_key == key)
         .order_by(reservation_items.c.product_id)
     )
     for pid, quantity in items.all():
         target = products.c.sold if to_sold else products.c.available
-        await conn.execute(
+        conn.execute(
             update(products)
             .where(products.c.id == pid)
             .values({"reserved": products.c.reserved - quantity, target.key: target + quantity})
         )
 
 
-async def _load(conn: AsyncConnection, key: str) -> Reservation | None:
-    row = (await conn.execute(select(reservations).where(reservations.c.key == key))).first()
+def _load(conn: Connection, key: str) -> Reservation | None:
+    row = (conn.execute(select(reservations).where(reservations.c.key == key))).first()
     if row is None:
         return None
-    items = await conn.execute(
+    items = conn.execute(
         select(reservation_items.c.product_id, reservation_items.c.quantity)
         .where(reservation_items.c.reservation_key == key)
         .order_by(reservation_items.c.line)

@@ -1,0 +1,118 @@
+"""SQL transactions run whole in one worker thread: one hand-over each, not one per statement.
+
+Through aiosqlite every statement is a round trip to the driver's thread (a future, a wake-up of
+the event loop, a greenlet switch), and so are BEGIN, COMMIT and the pool's reset: a write of five
+statements makes eight, and they cost more CPU than SQLite's own work. Here a store hands its
+whole transaction, plain synchronous SQLAlchemy Core (``work(conn)``), to one thread per engine
+that runs it start to end on the standard library's sqlite3 driver, with the engine's connection
+settings (WAL, busy timeout, foreign keys) and ``BEGIN IMMEDIATE`` for writes (a plain ``BEGIN``
+for reads, which in WAL wait for no one). One thread per process also means this process's
+writers queue in order instead of sleeping in SQLite's busy handler; other processes (replicas)
+on the same file still wait on the lock as before. The request's trace context goes along, so
+SQL spans stay under the request's span.
+
+Engines without a file (in-memory SQLite) and other databases (PostgreSQL) run the same ``work``
+through the async engine's ``run_sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+
+_READ = "boutique_read"  # execution option: a read-only transaction (plain BEGIN)
+_TWINS: weakref.WeakKeyDictionary[AsyncEngine, _Twin] = weakref.WeakKeyDictionary()
+
+
+class _Twin:
+    """A synchronous engine on the same SQLite file and the one thread that uses it."""
+
+    def __init__(self, url: Any, on_connect: Callable[[Any, Any], None]) -> None:
+        self.engine: Engine = create_engine(url.set(drivername="sqlite"))
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sql")
+        event.listen(self.engine, "connect", on_connect)
+        event.listen(self.engine, "begin", _begin)
+
+    def run(self, work: Work[T], write: bool) -> T:
+        if write:
+            with self.engine.begin() as conn:
+                return work(conn)
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_READ: True})
+            return work(conn)
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def _begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ) else "BEGIN IMMEDIATE")
+
+
+def attach(engine: AsyncEngine, on_connect: Callable[[Any, Any], None]) -> None:
+    """Give a file-backed SQLite ``engine`` its twin (``make_engine`` does)."""
+    _TWINS[engine] = _Twin(engine.url, on_connect)
+
+
+def twin_engine(engine: AsyncEngine) -> Engine | None:
+    """The synchronous engine that runs ``engine``'s transactions, if it has one (for tracing)."""
+    twin = _TWINS.get(engine)
+    return twin.engine if twin else None
+
+
+async def write(engine: AsyncEngine, work: Work[T]) -> T:
+    """``work(conn)`` in one write transaction (committed, or rolled back if it raises)."""
+    return await _run(engine, work, True)
+
+
+async def read(engine: AsyncEngine, work: Work[T]) -> T:
+    """``work(conn)`` in one read transaction: one consistent snapshot."""
+    return await _run(engine, work, False)
+
+
+async def once(engine: AsyncEngine, find: Work[T | None], make: Work[T]) -> tuple[T, bool]:
+    """A keyed write done once: ``(result, True)`` when ``make`` wrote it now, ``(earlier
+    result, False)`` on a repeat (see :func:`services.kit.idempotency.once`; the same, with
+    synchronous ``find`` and ``make`` run in one transaction)."""
+
+    def work(conn: Connection) -> tuple[T, bool]:
+        existing = find(conn)
+        if existing is not None:
+            return existing, False
+        return make(conn), True
+
+    try:
+        return await write(engine, work)
+    except IntegrityError:  # a concurrent twin's insert won (PostgreSQL): its result
+        existing = await read(engine, find)
+        if existing is None:
+            raise
+        return existing, False
+
+
+async def close(engine: AsyncEngine) -> None:
+    twin = _TWINS.pop(engine, None)
+    if twin is not None:
+        await asyncio.get_running_loop().run_in_executor(None, twin.close)
+
+
+async def _run(engine: AsyncEngine, work: Work[T], write: bool) -> T:
+    twin = _TWINS.get(engine)
+    if twin is None:
+        async with engine.begin() if write else engine.connect() as conn:
+            return await conn.run_sync(work)
+    context = contextvars.copy_context()  # the request's span, for SQL spans under it
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(twin.thread, context.run, twin.run, work, write)

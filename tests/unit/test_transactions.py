@@ -1,0 +1,68 @@
+"""Whole transactions in the store's thread (``kit.transactions``): all or nothing, seen at once by
+the async engine (and a replica) on the same file, and a keyed write done once under a crowd."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, select, text
+
+from services.kit import make_engine, transactions
+
+metadata = MetaData()
+rows = Table("rows", metadata, Column("key", String(32), primary_key=True), Column("n", Integer))
+
+
+@pytest.fixture
+async def engines(tmp_path: Path):  # type: ignore[no-untyped-def]
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}"
+    first, replica = make_engine(url), make_engine(url)
+    async with first.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield first, replica
+    for engine in (first, replica):
+        await transactions.close(engine)
+        await engine.dispose()
+
+
+def _count(conn: Connection) -> int:
+    return int(conn.scalar(select(rows.c.n).where(rows.c.key == "k")) or 0)
+
+
+async def test_a_failed_write_leaves_nothing_and_a_commit_shows_everywhere(engines) -> None:  # type: ignore[no-untyped-def]
+    first, replica = engines
+
+    def half_then_fail(conn: Connection) -> None:
+        conn.execute(rows.insert().values(key="k", n=1))
+        raise RuntimeError("the second half failed")
+
+    with pytest.raises(RuntimeError):
+        await transactions.write(first, half_then_fail)
+    assert await transactions.read(replica, _count) == 0
+    await transactions.write(first, lambda conn: conn.execute(rows.insert().values(key="k", n=7)))
+    assert await transactions.read(replica, _count) == 7
+    async with first.connect() as conn:  # the async engine reads the same file
+        assert (await conn.execute(text("SELECT n FROM rows"))).scalar() == 7
+
+
+async def test_a_keyed_write_is_done_once_however_many_ask_at_once(engines) -> None:  # type: ignore[no-untyped-def]
+    first, replica = engines
+
+    def find(conn: Connection) -> int | None:
+        return conn.scalar(select(rows.c.n).where(rows.c.key == "k"))
+
+    def make(n: int):  # type: ignore[no-untyped-def]
+        def insert(conn: Connection) -> int:
+            conn.execute(rows.insert().values(key="k", n=n))
+            return n
+
+        return insert
+
+    answers = await asyncio.gather(
+        *(transactions.once((first, replica)[n % 2], find, make(n)) for n in range(1, 21))
+    )
+    made = [n for n, created in answers if created]
+    assert len(made) == 1 and {n for n, _ in answers} == set(made)
+    assert await transactions.read(first, _count) == made[0]
