@@ -1,11 +1,12 @@
 """The spans, in SQLite: insert a batch, find traces, read them back, keep under a size cap.
 
 One row per span: the span as it came (OTLP protobuf bytes, with its scope), and beside it
-the columns a search needs (trace id, service, operation, kind, start, duration) and a
-``search`` text with one ``key=value`` line per tag, which a tag condition matches with
-``instr``: exact, and no parsing per row. A span is turned into Jaeger's JSON only when it is
-read (``translate.jaeger_span``): ingest is the hot path, reads are rare. Resources (Jaeger's
-"processes") are stored once each, as served.
+the columns a search filters on in SQL (trace id, service, operation, kind, start, duration).
+A span is turned into Jaeger's JSON only when it is read (``translate.jaeger_span``), and into
+``key=value`` lines (one per tag, each after a newline) only when a search has tag conditions:
+those are matched exactly, as substrings, on the spans the SQL conditions left, newest first.
+Ingest is the hot path; reads and tag searches are rare. Resources (Jaeger's "processes") are
+stored once each, as served, with their tags' lines.
 
 Tag values match as Jaeger matches them: by their string form (``true``, ``200``, ``1.5``), on
 the span's tags, its log fields, or its process's tags.
@@ -16,18 +17,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .translate import SpanRow, jaeger_span, line
+from .translate import SpanRow, jaeger_span, line, span_search_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_MAX_SPANS = 200_000
-T = TypeVar("T")
 EVICT_TO = 0.9  # over the cap, the oldest traces go until 90% of it is left: eviction is rare
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS processes (
@@ -47,7 +48,6 @@ CREATE TABLE IF NOT EXISTS spans (
     process TEXT NOT NULL,      -- processes.hash
     scope_name TEXT NOT NULL,   -- the instrumentation scope
     scope_version TEXT NOT NULL,
-    search TEXT NOT NULL,       -- tags and log fields as key=value lines
     data BLOB NOT NULL          -- the OTLP span, protobuf
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id, span_id);
@@ -80,59 +80,55 @@ class TraceQuery:
 class Store:
     """The span store. Open with ``await Store.open(path)``; close with ``await close()``.
 
-    One SQLite connection, used by one thread: each public method is one call into that
-    thread (a whole write transaction, or a whole read), so a batch of spans costs the event
-    loop one hand-over, not one per statement."""
+    Two SQLite connections (WAL lets them work side by side): the writer inserts each batch in
+    the event loop, one short transaction, without handing it to a thread (a hand-over cost
+    more CPU than the insert); the reader answers queries, which may be long, in a thread of
+    their own, and sees only committed batches. Evicting the oldest traces (a long delete) is
+    done by the writer in that thread, while new batches wait for it."""
 
-    def __init__(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor, max_spans: int) -> None:
-        self._conn = conn
+    def __init__(
+        self,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        pool: ThreadPoolExecutor,
+        max_spans: int,
+        count: int,
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
         self._pool = pool
         self.max_spans = max_spans
-        self._count = 0
+        self._count = count
+        self._writing = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path, max_spans: int = DEFAULT_MAX_SPANS) -> Store:
         if max_spans < 1:
             raise ValueError("max_spans must be at least 1")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="tracestore-sqlite")
-
-        def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            try:
-                _prepare(conn)
-            except BaseException:
-                conn.close()
-                raise
-            return conn
-
+        writer = _connect(path)
         try:
-            conn = await asyncio.get_running_loop().run_in_executor(pool, connect)
+            _prepare(writer)
+            count = writer.execute("SELECT count(*) FROM spans").fetchone()[0]
+            reader = _connect(path)
         except BaseException:
-            pool.shutdown()
+            writer.close()
             raise
-        store = cls(conn, pool, max_spans)
-        store._count = await store._run(
-            lambda: conn.execute("SELECT count(*) FROM spans").fetchone()[0]
-        )
-        return store
+        pool = ThreadPoolExecutor(1, thread_name_prefix="tracestore-sqlite")
+        return cls(writer, reader, pool, max_spans, count)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def close(self) -> None:
         """Write everything to the main database file (no WAL left behind) and close."""
-
-        def close() -> None:
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                self._conn.close()
-
-        try:
-            await self._run(close)
-        finally:
+        async with self._writing:
             self._pool.shutdown()
+            self._reader.close()
+            try:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._writer.close()
 
     @property
     def span_count(self) -> int:
@@ -163,26 +159,23 @@ class Store:
                     process.digest,
                     row.scope_name,
                     row.scope_version,
-                    row.search,
                     row.data,
                 )
             )
             operations.add((row.service, row.operation, row.kind))
-        return await self._run(self._add, list(processes.values()), span_values, operations)
-
-    def _add(self, processes: list[tuple], spans: list[tuple], operations: set[tuple]) -> int:
-        """In the store's thread: the batch in one transaction, then eviction if over the cap."""
-        added = _insert(self._conn, processes, spans, operations)
-        self._count += added
-        if self._count > self.max_spans:
-            self._count -= _evict(self._conn, self._count - int(self.max_spans * EVICT_TO))
+        async with self._writing:
+            added = _insert(self._writer, list(processes.values()), span_values, operations)
+            self._count += added
+            if self._count > self.max_spans:
+                need = self._count - int(self.max_spans * EVICT_TO)
+                self._count -= await self._run(_evict, self._writer, need)
         return added
 
     # -- reading --------------------------------------------------------------------------------
 
     async def services(self) -> list[str]:
         sql = "SELECT DISTINCT service FROM operations ORDER BY 1"
-        return await self._run(lambda: [row[0] for row in self._conn.execute(sql)])
+        return await self._run(lambda: [row[0] for row in self._reader.execute(sql)])
 
     async def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str]]:
         """``(name, kind)`` of every operation the service has; only ``kind``'s if given."""
@@ -192,41 +185,46 @@ class Store:
             sql += " AND kind = ?"
             params.append(kind)
         sql += " ORDER BY name, kind"
-        return await self._run(lambda: [(r[0], r[1]) for r in self._conn.execute(sql, params)])
+        return await self._run(lambda: [(r[0], r[1]) for r in self._reader.execute(sql, params)])
 
     async def find_trace_ids(self, query: TraceQuery) -> list[str]:
         """The ids of the matching traces, the newest first, at most ``query.limit``."""
-        return await self._run(_find_trace_ids, self._conn, query)
+        return await self._run(_find_trace_ids, self._reader, query)
 
     async def traces(
         self, trace_ids: Iterable[str]
     ) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
         """Each found trace's spans as ``(span, process)``, by start time; missing ids are left
         out."""
-        return await self._run(_traces, self._conn, list(dict.fromkeys(trace_ids)))
+        return await self._run(_traces, self._reader, list(dict.fromkeys(trace_ids)))
 
 
-# -- in the store's thread ------------------------------------------------------------------
+# -- statements -------------------------------------------------------------------------------
 
 
 def _insert(
-    db: sqlite3.Connection, processes: list[tuple], spans: list[tuple], operations: set[tuple]
+    db: sqlite3.Connection,
+    processes: list[tuple],
+    spans: list[tuple],
+    operations: set[tuple],
 ) -> int:
     db.execute("BEGIN")
     try:
         db.executemany(
-            "INSERT OR IGNORE INTO processes (hash, json, search) VALUES (?, ?, ?)", processes
+            "INSERT OR IGNORE INTO processes (hash, json, search) VALUES (?, ?, ?)",
+            processes,
         )
         before = db.total_changes
         db.executemany(
             "INSERT OR IGNORE INTO spans (trace_id, span_id, service, operation, kind,"
-            " start_us, duration_us, process, scope_name, scope_version, search, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " start_us, duration_us, process, scope_name, scope_version, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             spans,
         )
         added = db.total_changes - before
         db.executemany(
-            "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?, ?, ?)", operations
+            "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?, ?, ?)",
+            operations,
         )
         db.execute("COMMIT")
     except BaseException:
@@ -275,22 +273,41 @@ def _find_trace_ids(db: sqlite3.Connection, query: TraceQuery) -> list[str]:
     if query.max_duration_us is not None:
         where.append("s.duration_us <= ?")
         params.append(query.max_duration_us)
-    join = ""
-    if query.tags:
-        join = " JOIN processes p ON p.hash = s.process"
-        for key, value in query.tags.items():
-            text = "\n" + line(key, value)
-            where.append("(instr(s.search, ?) > 0 OR instr(p.search, ?) > 0)")
-            params += [text, text]
     # Walk the matching spans from the newest (an index gives that order) and stop at
     # ``limit`` distinct traces: no need to group every span in the time range.
+    order = " ORDER BY s.start_us DESC"
+    if not query.tags:
+        sql = f"SELECT s.trace_id FROM spans s WHERE {' AND '.join(where)}{order}"
+        return _first_traces((trace_id for (trace_id,) in db.execute(sql, params)), query.limit)
+    needles = ["\n" + line(key, value) for key, value in query.tags.items()]
+    process_lines = dict(db.execute("SELECT hash, search FROM processes"))
     sql = (
-        f"SELECT s.trace_id FROM spans s{join} WHERE {' AND '.join(where)} ORDER BY s.start_us DESC"
+        "SELECT s.trace_id, s.process, s.scope_name, s.scope_version, s.data FROM spans s"
+        f" WHERE {' AND '.join(where)}{order}"
     )
+
+    def matching() -> Iterator[str]:
+        seen: set[str] = set()
+        for trace_id, process, scope_name, scope_version, data in db.execute(sql, params):
+            if trace_id in seen:
+                continue
+            own = process_lines.get(process, "")
+            wanted = [needle for needle in needles if needle not in own]
+            if wanted:
+                lines = span_search_text(data, scope_name, scope_version)
+                if not all(needle in lines for needle in wanted):
+                    continue
+            seen.add(trace_id)
+            yield trace_id
+
+    return _first_traces(matching(), query.limit)
+
+
+def _first_traces(trace_ids: Iterable[str], limit: int) -> list[str]:
     found: dict[str, None] = {}
-    for (trace_id,) in db.execute(sql, params):
+    for trace_id in trace_ids:
         found[trace_id] = None
-        if len(found) == query.limit:
+        if len(found) == limit:
             break
     return list(found)
 
@@ -316,6 +333,11 @@ def _traces(
             span = jaeger_span(data, scope_name, scope_version)
             found.setdefault(trace_id, []).append((span, process))
     return {trace_id: found[trace_id] for trace_id in ids if trace_id in found}
+
+
+def _connect(path: str | Path) -> sqlite3.Connection:
+    # autocommit (transactions are explicit); used from the loop and from the pool's thread
+    return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
 
 
 def _prepare(db: sqlite3.Connection) -> None:

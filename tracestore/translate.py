@@ -1,9 +1,10 @@
 """OTLP spans to rows (at ingest) and rows to Jaeger JSON (at read).
 
-Ingest does only what a search needs: the ids, service, operation, kind, start and duration,
-the ``search`` text (one ``key=value`` line per tag, as the store matches tags) and the span
-itself, re-serialized as OTLP protobuf bytes (in C: cheap). The Jaeger JSON is built when a
-trace is read, which is rare next to the thousands of spans a second a loaded shop sends.
+Ingest does only what most searches need: the ids, service, operation, kind, start and
+duration, and the span itself, re-serialized as OTLP protobuf bytes (in C: cheap). The Jaeger
+JSON is built when a trace is read, and a span's tags as ``key=value`` lines (what a tag search
+matches, :func:`span_search_text`) when a search asks for tags: both rare next to the thousands
+of spans a second a loaded shop sends.
 
 The translation is Jaeger's OTLP receiver's: resource attributes (minus ``service.name``)
 become the process's tags; span attributes become tags, plus ``span.kind``,
@@ -22,7 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -51,7 +54,8 @@ class Process:
 @dataclass(frozen=True, slots=True)
 class SpanRow:
     """One span as stored: the columns a search filters on, and ``data`` (the OTLP span's
-    protobuf bytes) with its scope, from which :func:`jaeger_span` builds the JSON."""
+    protobuf bytes) with its scope, from which :func:`jaeger_span` builds the JSON and
+    :func:`span_search_text` the tags a search matches."""
 
     trace_id: str
     span_id: str
@@ -63,7 +67,6 @@ class SpanRow:
     process: Process
     scope_name: str
     scope_version: str
-    search: str
     data: bytes
 
 
@@ -79,7 +82,6 @@ def to_rows(request: ExportTraceServiceRequest) -> tuple[list[SpanRow], list[str
         service = process.service
         for ss in rs.scope_spans:
             name, version = ss.scope.name, ss.scope.version
-            scope_lines = _scope_lines(name, version)
             for span in ss.spans:
                 problem = _check_ids(span)
                 if problem:
@@ -98,7 +100,6 @@ def to_rows(request: ExportTraceServiceRequest) -> tuple[list[SpanRow], list[str
                         process=process,
                         scope_name=name,
                         scope_version=version,
-                        search=scope_lines + _span_lines(span),
                         data=span.SerializeToString(),
                     )
                 )
@@ -137,9 +138,13 @@ def _scope_lines(name: str, version: str) -> str:
     return out
 
 
+def span_search_text(data: bytes, scope_name: str, scope_version: str) -> str:
+    """The stored span's tags and log fields as ``key=value`` lines, each after a newline:
+    exactly those :func:`jaeger_span` serves, without building them."""
+    return _scope_lines(scope_name, scope_version) + _span_lines(Span.FromString(data))
+
+
 def _span_lines(span: Span) -> str:
-    """The span's tags and log fields as ``key=value`` lines, exactly those
-    :func:`jaeger_span` serves, without building them."""
     parts = []
     keys = set()
     for attr in span.attributes:
@@ -199,7 +204,10 @@ def jaeger_span(data: bytes, scope_name: str, scope_version: str) -> dict[str, A
     present = {t["key"] for t in attrs}
     tags = [
         kv(key, value)
-        for key, value in (("otel.scope.name", scope_name), ("otel.scope.version", scope_version))
+        for key, value in (
+            ("otel.scope.name", scope_name),
+            ("otel.scope.version", scope_version),
+        )
         if value
     ]
     tags += attrs
