@@ -1,0 +1,1 @@
+"""The email service: order confirmations, queued, rendered (Jinja2) and sent to an outbox."""
