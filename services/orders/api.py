@@ -14,6 +14,9 @@ from . import store
 
 ORDER_ID = re.compile(r"^ord_[0-9a-f]{24}$")
 MAX_OFFSET = 1_000_000
+# The currencies an order may be charged in: the currency service's table (prices are in USD;
+# the checkout converts an order's lines before it opens it).
+Currency = Literal["USD", "EUR", "GBP", "CAD", "CHF"]
 
 
 class Item(kit.Body):
@@ -25,7 +28,8 @@ class Item(kit.Body):
 
 class NewOrder(kit.Body):
     items: Annotated[list[Item], Field(min_length=1, max_length=100)]
-    currency: Literal["USD"]
+    currency: Currency
+    shipping_cents: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
 
     @field_validator("items")
     @classmethod
@@ -40,6 +44,10 @@ class Payment(kit.Body):
     charge_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+class Shipment(kit.Body):
+    tracking_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 class Cancellation(kit.Body):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -49,7 +57,12 @@ async def create_order(request: web.Request) -> web.Response:
     key = kit.idempotency_key(request)
     body = await kit.read_json(request, NewOrder)
     order, created = await store.create(
-        request.app[kit.DB], user, key, [item.model_dump() for item in body.items], body.currency
+        request.app[kit.DB],
+        user,
+        key,
+        [item.model_dump() for item in body.items],
+        body.currency,
+        body.shipping_cents,
     )
     return web.json_response(order, status=201 if created else 200)
 
@@ -106,6 +119,24 @@ async def cancel_order(request: web.Request) -> web.Response:
     return web.json_response(order)
 
 
+async def ship_order(request: web.Request) -> web.Response:
+    """Record a paid order's tracking id (a repeat with the same id changes nothing)."""
+    user = kit.user_id(request)
+    order_id = request.match_info["order_id"]
+    body = await kit.read_json(request, Shipment)
+    order = await store.ship(request.app[kit.DB], user, order_id, body.tracking_id)
+    if order is None or not _is_id(order_id):
+        raise _unknown(order_id)
+    if order["tracking_id"] != body.tracking_id:
+        raise kit.Problem(
+            409,
+            f"Order {order_id} cannot be shipped as {body.tracking_id}: it is {order['status']}"
+            + (f", shipped as {order['tracking_id']}" if order["tracking_id"] else ""),
+            code="order_not_shippable",
+        )
+    return web.json_response(order)
+
+
 async def _transition(
     request: web.Request, user: str, order_id: str, status: str, **values: str
 ) -> tuple[store.Order, bool]:
@@ -132,4 +163,5 @@ routes = [
     web.get("/orders/{order_id}", get_order),
     web.post("/orders/{order_id}/pay", pay_order),
     web.post("/orders/{order_id}/cancel", cancel_order),
+    web.post("/orders/{order_id}/ship", ship_order),
 ]

@@ -40,6 +40,9 @@ orders = Table(
     Column("updated_at", String(32), nullable=False),
     Column("charge_id", String(64), nullable=True),
     Column("cancel_reason", String(200), nullable=True),
+    # shipping, in the order's currency (null: no shipping), and its tracking id once shipped
+    Column("shipping_cents", Integer, nullable=True),
+    Column("tracking_id", String(64), nullable=True),
     UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_key"),
     sqlite_autoincrement=True,
 )
@@ -68,7 +71,12 @@ def new_order_id() -> str:
 
 
 async def create(
-    engine: AsyncEngine, user: str, key: str, items: list[dict[str, Any]], currency: str
+    engine: AsyncEngine,
+    user: str,
+    key: str,
+    items: list[dict[str, Any]],
+    currency: str,
+    shipping_cents: int | None = None,
 ) -> tuple[Order, bool]:
     """The order for ``(user, key)``: created now (``True``) or the one made before (``False``)."""
 
@@ -85,12 +93,14 @@ async def create(
             "id": order_id,
             "user_id": user,
             "status": "pending",
-            "total_cents": sum(line["line_total_cents"] for line in lines),
+            "total_cents": sum(line["line_total_cents"] for line in lines) + (shipping_cents or 0),
             "currency": currency,
             "created_at": stamp,
             "updated_at": stamp,
             "charge_id": None,
             "cancel_reason": None,
+            "shipping_cents": shipping_cents,
+            "tracking_id": None,
         }
         conn.execute(orders.insert().values(idempotency_key=key, **row))
         conn.execute(
@@ -161,6 +171,25 @@ async def transition(
     return await transactions.write(engine, work)
 
 
+async def ship(engine: AsyncEngine, user: str, order_id: str, tracking_id: str) -> Order | None:
+    """Set a paid order's tracking id once (one conditional UPDATE); the order as it is now."""
+
+    def work(conn: Connection) -> Order | None:
+        conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.user_id == user,
+                orders.c.status == "paid",
+                orders.c.tracking_id.is_(None),
+            )
+            .values(tracking_id=tracking_id, updated_at=now())
+        )
+        return _one(conn, orders.c.id == order_id, orders.c.user_id == user)
+
+    return await transactions.write(engine, work)
+
+
 def _one(conn: Connection, *where: Any) -> Order | None:
     row = conn.execute(select(orders).where(*where)).mappings().first()
     if row is None:
@@ -212,4 +241,6 @@ def _public(row: dict[str, Any]) -> Order:
         "updated_at": row["updated_at"],
         "charge_id": row["charge_id"],
         "cancel_reason": row["cancel_reason"],
+        "shipping_cents": row["shipping_cents"],
+        "tracking_id": row["tracking_id"],
     }

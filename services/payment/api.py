@@ -29,7 +29,7 @@ class Card(kit.Body):
 class NewCharge(kit.Body):
     order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     amount_cents: Annotated[int, Field(ge=1, le=100_000_000)]
-    currency: Literal["USD"]
+    currency: Literal["USD", "EUR", "GBP", "CAD", "CHF"]  # the currency service's table
     card: Card
 
 

@@ -472,7 +472,7 @@ BAD_BODIES = [
     pytest.param(_bad(amount_cents=-100), 422, "validation_failed", id="amount-neg"),
     pytest.param(_bad(amount_cents=100_000_001), 422, "validation_failed", id="amount-big"),
     pytest.param(_bad(amount_cents=10**30), 422, "validation_failed", id="amount-huge"),
-    pytest.param(_bad(currency="EUR"), 422, "validation_failed", id="currency"),
+    pytest.param(_bad(currency="JPY"), 422, "validation_failed", id="currency"),
     pytest.param(_bad(order_id="../cart"), 422, "validation_failed", id="order-id-path"),
     pytest.param(_bad(order_id=""), 422, "validation_failed", id="order-id-empty"),
     pytest.param(_bad(card={"exp_month": 13}), 422, "validation_failed", id="month-13"),
