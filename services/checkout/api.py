@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import Field, field_validator
@@ -39,15 +39,32 @@ class Card(kit.Body):
         return cvc
 
 
+class Address(kit.Body):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    street: Annotated[str, Field(min_length=1, max_length=200)]
+    city: Annotated[str, Field(min_length=1, max_length=100)]
+    postal_code: Annotated[str, Field(min_length=1, max_length=20)]
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+
 class CheckoutRequest(kit.Body):
     card: Card
+    currency: Literal["USD", "EUR", "GBP", "CAD", "CHF"] = "USD"  # the currency service's table
+    address: Address | None = None
 
 
 async def post_checkout(request: web.Request) -> web.Response:
     user = kit.user_id(request)
     key = kit.idempotency_key(request)
     body = await kit.read_json(request, CheckoutRequest)
-    run = saga.Saga(kit.peers(request), user, saga.saga_id(user, key), body.card.model_dump())
+    run = saga.Saga(
+        kit.peers(request),
+        user,
+        saga.saga_id(user, key),
+        body.card.model_dump(),
+        body.currency,
+        body.address.model_dump() if body.address else None,
+    )
     order = await saga.checkout(run)
     return web.json_response(order, status=201)
 

@@ -22,13 +22,12 @@ from urllib.parse import quote
 
 from services import kit
 
-from . import answers
+from . import answers, commerce
 from .owed import insist, owe
 
 Order = dict[str, Any]
 Line = dict[str, Any]
 
-CURRENCY = "USD"
 HELD = ("held", "committed")  # a reservation that still stands for this checkout
 RELEASED = "released"
 log = logging.getLogger("boutique.checkout")
@@ -57,6 +56,8 @@ class Saga:
     user: str
     id: str
     card: dict[str, Any]
+    currency: str = "USD"  # the currency charged (prices are kept in USD)
+    address: dict[str, Any] | None = None  # where to ship; None: no shipping
 
     @property
     def keyed(self) -> dict[str, str]:
@@ -100,11 +101,17 @@ async def checkout(saga: Saga) -> Order:
 
 
 async def place_order(saga: Saga, hold: Hold) -> Order:
-    """Open a pending order for the held stock, at the prices the hold was answered with."""
+    """Open a pending order for the held stock, at the prices the hold was answered with (in the
+    shopper's currency, with shipping, when asked for)."""
     if hold.status not in HELD:  # released: an earlier try could not open the order
         raise answers.orders_unavailable() if hold.status == RELEASED else answers.stale_hold()
     try:
-        return await insist(lambda: open_order(saga, hold.lines))
+        lines, shipping = await commerce.prepare(saga, hold.lines)
+    except kit.Problem:  # no price to open the order at: the hold goes back first
+        await owe("give the held stock back", lambda: release(saga))
+        raise
+    try:
+        return await insist(lambda: open_order(saga, lines, shipping))
     except kit.Problem:  # no order to pay for: the hold goes back before the client hears
         await owe("give the held stock back", lambda: release(saga))
         raise answers.orders_unavailable() from None
@@ -114,7 +121,7 @@ async def settle(saga: Saga, order: Order) -> Order:
     """Finish an order: paid -> done, cancelled -> its failure again, pending -> charge it."""
     if order["status"] == "paid":
         await owe("sell the held stock", lambda: commit(saga))
-        return order
+        return await commerce.fulfil(saga, order)
     if order["status"] == "cancelled":
         raise await stored_failure(saga, order)
     return await charge(saga, order)
@@ -171,11 +178,12 @@ def _quantities(lines: list[Line]) -> dict[str, int]:
 
 
 @kit.telemetry.step("checkout.open_order")
-async def open_order(saga: Saga, lines: list[Line]) -> Order:
+async def open_order(saga: Saga, lines: list[Line], shipping: int | None = None) -> Order:
+    body = {"items": lines, "currency": saga.currency, "shipping_cents": shipping}
     reply = await saga.peers.post(
         "orders",
         "/orders",
-        json_body={"items": lines, "currency": CURRENCY},
+        json_body=body,
         user=saga.user,
         headers=saga.keyed,
     )
@@ -236,7 +244,7 @@ async def succeed(saga: Saga, order: Order, confirmed: Order | None = None) -> O
             dependency="payment",
             headers={"Retry-After": "2"},
         )
-    return paid
+    return await commerce.fulfil(saga, paid)
 
 
 async def _paid_order(saga: Saga, order: Order) -> Order | None:
