@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -61,8 +61,18 @@ class Card(kit.Body):
         return value
 
 
+class Address(kit.Body):
+    name: str = Field(min_length=1, max_length=100)
+    street: str = Field(min_length=1, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    postal_code: str = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+
+
 class CheckoutBody(kit.Body):
     card: Card
+    currency: Literal["USD", "EUR", "GBP", "CAD", "CHF"] = "USD"
+    address: Address | None = None
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -201,7 +211,7 @@ async def checkout(request: web.Request) -> web.Response:
     reply = await kit.peers(request).post(
         "checkout",
         "/checkout",
-        json_body=body.model_dump(),
+        json_body=body.model_dump(exclude_none=True),
         user=uid,
         headers={kit.IDEMPOTENCY_HEADER: key},
     )
@@ -241,6 +251,25 @@ async def convert(request: web.Request) -> web.Response:
     )
 
 
+# --- e-mails (signed in) -----------------------------------------------------------------------
+
+
+async def list_emails(request: web.Request) -> web.Response:
+    uid = await auth.require_user(request)
+    limit = kit.int_query(request, "limit", 20, 1, 100)
+    offset = kit.int_query(request, "offset", 0, 0, 1_000_000)
+    path = f"/emails?limit={limit}&offset={offset}"
+    return web.json_response(relay(await kit.peers(request).get("email", path, user=uid), 200))
+
+
+async def get_email(request: web.Request) -> web.Response:
+    uid = await auth.require_user(request)
+    eid = _path_id(request, "email")
+    return web.json_response(
+        relay(await kit.peers(request).get("email", f"/emails/{eid}", user=uid), 200)
+    )
+
+
 routes = [
     web.post("/api/auth/register", register),
     web.post("/api/auth/login", login),
@@ -256,6 +285,8 @@ routes = [
     web.post("/api/checkout", checkout),
     web.get("/api/orders", list_orders),
     web.get("/api/orders/{id}", get_order),
+    web.get("/api/emails", list_emails),
+    web.get("/api/emails/{id}", get_email),
     web.get("/api/currencies", list_currencies),
     web.get("/api/currencies/convert", convert),
     web.get("/api/openapi.yaml", openapi_yaml),
