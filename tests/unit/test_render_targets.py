@@ -74,17 +74,17 @@ def test_missing_and_left_over_files_are_named_and_render_puts_them_right(
 ) -> None:
     root = _tree(tmp_path)
     (root / "envoy" / "local" / "orders-0.yaml").unlink()
-    (root / "envoy" / "local" / "shipping-0.yaml").write_text("node: {}\n")
+    (root / "envoy" / "local" / "nowhere-0.yaml").write_text("node: {}\n")
     (root / "envoy" / "local" / "README.txt").write_text("not owned: left alone\n")
     assert cli.main(["render", "--check", "--root", str(root)]) == 1
     out = capsys.readouterr().out
     assert "missing:   envoy/local/orders-0.yaml" in out
-    assert "left over: envoy/local/shipping-0.yaml" in out
+    assert "left over: envoy/local/nowhere-0.yaml" in out
     assert "README" not in out
     assert cli.main(["render", "--root", str(root)]) == 0
     assert cli.main(["render", "--check", "--root", str(root)]) == 0
     assert (root / "envoy" / "local" / "README.txt").exists()
-    assert not (root / "envoy" / "local" / "shipping-0.yaml").exists()
+    assert not (root / "envoy" / "local" / "nowhere-0.yaml").exists()
 
 
 def test_render_with_a_run_dir_writes_that_runs_configs_and_certificates(
