@@ -10,7 +10,7 @@ from aiohttp import web
 
 from services import kit
 
-from . import pages, ratings, security, views
+from . import inbox, pages, prices, ratings, security, views
 
 HERE = Path(__file__).parent
 
@@ -18,10 +18,16 @@ HERE = Path(__file__).parent
 def create_app(settings: kit.Settings | None = None) -> web.Application:
     app = kit.create_app(
         settings or kit.Settings.from_env("frontend"),
-        routes=[*views.routes, *ratings.routes, web.static("/static", HERE / "static")],
+        routes=[
+            *views.routes,
+            *ratings.routes,
+            *inbox.routes,
+            web.static("/static", HERE / "static"),
+        ],
         contexts=[kit.peers_context],
         openapi=None,
     )
+    app[prices.TABLE] = prices.Table()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

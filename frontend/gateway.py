@@ -113,15 +113,20 @@ async def remove(request: web.Request, token: str, product_id: str) -> dict[str,
 
 
 async def checkout(
-    request: web.Request, token: str, key: str, card: dict[str, Any]
+    request: web.Request,
+    token: str,
+    key: str,
+    card: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Pay for the cart. The same ``key`` again returns the first result, never a 2nd charge."""
+    """Pay for the cart (``extra``: the address, the currency). The same ``key`` again returns
+    the first result, never a 2nd charge."""
     return await call(
         request,
         "POST",
         "/api/checkout",
         token=token,
-        body={"card": card},
+        body={"card": card, **(extra or {})},
         headers={kit.IDEMPOTENCY_HEADER: key},
         ok=(201,),
     )

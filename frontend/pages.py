@@ -14,7 +14,7 @@ from opentelemetry import trace
 
 from services import kit
 
-from . import gateway, security
+from . import gateway, prices, security
 
 log = logging.getLogger("boutique.frontend")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -110,6 +110,8 @@ async def render(
         "trace_id": tid,
         "trace_url": f"{traces}/trace/{tid}" if tid else None,
         "path": request.path,
+        "currencies": await prices.codes(request) if header else [],
+        "currency": prices.chosen(request),
         "message": None,
         "notice": None,
         **(context or {}),

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import discover, forms, gateway, ratings, security
+from . import commerce_forms, discover, forms, gateway, prices, ratings, security
 from .gateway import GatewayProblem
 from .pages import CART, SignInRequired, redirect, render
 
@@ -38,14 +38,14 @@ def product_path(product_id: str) -> str:
 async def load_cart(request: web.Request, token: str) -> dict[str, Any]:
     """The cart, kept for this request so the header's count needs no second call."""
     request[CART] = await gateway.cart(request, token)
-    return request[CART]
+    return await prices.cart(request, request[CART])
 
 
 # --- catalog ----------------------------------------------------------------------------------
 
 
 async def catalog(request: web.Request) -> web.Response:
-    products = await gateway.products(request)
+    products = await prices.products(request, await gateway.products(request))
     categories = sorted({c for p in products for c in p.get("categories", [])})
     category = request.query.get("category", "")
     shown = [p for p in products if category in p.get("categories", [])] if category else products
@@ -62,8 +62,10 @@ async def product_page(request: web.Request) -> web.Response:
     product_id = request.match_info["id"]
     if not forms.PATH_ID.match(product_id):
         raise web.HTTPNotFound()
-    product = await gateway.product(request, product_id)
-    extras = await discover.for_product(request, product)
+    found = await gateway.product(request, product_id)
+    product, extras = await asyncio.gather(
+        prices.product(request, found), discover.for_product(request, found)
+    )
     return await render(request, "product.html", {"product": product, "quantity": 1, **extras})
 
 
@@ -175,6 +177,7 @@ async def checkout_form(
         "key": key or uuid.uuid4().hex,
         "expiry": expiry,
         "message": message,
+        "address": await commerce_forms.address_fields(request),
     }
     return await render(request, "checkout.html", context, status=status)
 
@@ -192,10 +195,13 @@ async def place_order(request: web.Request) -> web.Response:
     if not forms.KEY.match(key):
         text = "Your checkout expired. Please enter your card again."
         return await checkout_form(request, token, expiry=expiry, message=text, status=400)
-    if isinstance(card, str):
-        return await checkout_form(request, token, expiry=expiry, message=card, status=422)
+    address = commerce_forms.address(form)
+    if isinstance(card, str) or isinstance(address, str):
+        text = card if isinstance(card, str) else str(address)
+        return await checkout_form(request, token, expiry=expiry, message=text, status=422)
+    extra = {"currency": prices.chosen(request), **({"address": address} if address else {})}
     try:
-        order = await gateway.checkout(request, token, key, card.as_json())
+        order = await gateway.checkout(request, token, key, card.as_json(), extra)
     except GatewayProblem as problem:
         if problem.status == 401:
             raise
