@@ -233,7 +233,7 @@ async def succeed(saga: Saga, order: Order, confirmed: Order | None = None) -> O
     """
     await owe("sell the held stock", lambda: commit(saga))
     if confirmed is not None and confirmed.get("status") == "paid":
-        return confirmed
+        return await commerce.fulfil(saga, confirmed)
     paid = await insist(lambda: _paid_order(saga, order))
     if paid is None:
         raise kit.Problem(

@@ -4,6 +4,7 @@ the orders register's shipping line and tracking id."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from services.kit import OPENAPI, SETTINGS
 from tests.asserts import ok, problem
-from tests.conftest import ServiceFactory
+from tests.conftest import ServiceFactory, build_app, service_settings
 from tests.contract import ContractClient
 from tests.polling import eventually
 
@@ -177,3 +179,31 @@ async def test_only_a_paid_order_of_ones_own_ships(service: ServiceFactory) -> N
     )
     current = await ok(await orders.get(f"/orders/{pending['id']}", headers=user))
     assert current["tracking_id"] is None and current["status"] == "pending"
+
+
+async def test_a_checkout_answers_while_its_confirmation_is_still_unanswered(
+    service: ServiceFactory, aiohttp_client: Any, clean_redis: str, tmp_path: Path
+) -> None:
+    """The e-mail call is off the checkout's path: with an email address that takes the request
+    and never answers, the checkout has answered (paid) while that request is still open."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    peers = ["cart", "products", "orders", "payment"]
+    first = await service("checkout", peers=peers)  # the real peers, running
+    urls = {**first.app[SETTINGS].peer_urls, "email": f"http://127.0.0.1:{port}"}
+    env = {"PEER_URLS": ",".join(f"{name}={url}" for name, url in urls.items())}
+    app = build_app("checkout", service_settings("checkout", tmp_path, clean_redis, **env))
+    checkout = ContractClient(await aiohttp_client(app), app[OPENAPI])
+    await fill(clean_redis, {MUG: 1})
+    order = await ok(await checkout.post("/checkout", json={"card": CARD}, headers=keyed()), 201)
+    assert order["status"] == "paid"
+    await eventually(lambda: asyncio.sleep(0, held), what="the confirmation asked for")
+    assert held, "the confirmation was asked for, and is still unanswered"
+    for writer in held:
+        writer.close()
+    silent.close()
