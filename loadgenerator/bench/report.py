@@ -64,7 +64,7 @@ def terminal(results: Results, summary: Summary) -> str:
     for title, headers, rows, note in sections(results, summary):
         parts.append(f"{title}\n{text_table(headers, rows)}\n{note}")
     if summary.disturbed:
-        parts.append(disturbed_note(summary))
+        parts.append(disturbed_note(summary, results.plan.disturbed_retries))
     if note := speed_note(summary):
         parts.append(note)
     if profiles := profiles_lines(results):
@@ -82,11 +82,12 @@ def speed_note(summary: Summary) -> str | None:
     )
 
 
-def disturbed_note(summary: Summary) -> str:
+def disturbed_note(summary: Summary, retries: int) -> str:
     names = ", ".join(f"{d.stack} {d.path} {d.rate:g}/s" for d in summary.disturbed)
+    again = " even after retries" if retries else " (a cost run does not redo steps)"
     return (
-        f"Disturbed: other processes used over {FOREIGN_VCPU_LIMIT} vCPU during {names} "
-        "even after retries; read those steps with care."
+        f"Disturbed: other processes used over {FOREIGN_VCPU_LIMIT} vCPU during {names}"
+        f"{again}; read those steps with care."
     )
 
 
@@ -166,7 +167,7 @@ def markdown(results: Results, summary: Summary, charts: dict[str, str]) -> str:
     if charts and not any(_chart_for(t) for t, *_ in shown):
         lines += [f"![{name}]({file})" for name, file in charts.items()] + [""]
     if summary.disturbed:
-        lines += [disturbed_note(summary), ""]
+        lines += [disturbed_note(summary, results.plan.disturbed_retries), ""]
     if note := speed_note(summary):
         lines += [note, ""]
     if c := summary.client:
