@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from services import kit
 from services.kit.app import openapi_json, openapi_yaml
+from services.kit.jsonio import json_response
 
 from . import auth, store
 from .relay import relay, with_image_url
@@ -111,7 +112,7 @@ async def register(request: web.Request) -> web.Response:
         raise kit.Problem(
             409, "An account with this e-mail already exists", code="email_taken"
         ) from None
-    return web.json_response(user, status=201)
+    return json_response(user, status=201)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -122,7 +123,7 @@ async def login(request: web.Request) -> web.Response:
     if not ok or user is None:
         raise kit.Problem(401, "Wrong e-mail or password", code="invalid_credentials")
     token, expires_at = await auth.open_session(request.app, user["id"])
-    return web.json_response({"token": token, "token_type": "Bearer", "expires_at": expires_at})
+    return json_response({"token": token, "token_type": "Bearer", "expires_at": expires_at})
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -137,7 +138,7 @@ async def me(request: web.Request) -> web.Response:
     user = await store.user_by_id(request.app[kit.DB], uid)
     if user is None:
         raise auth.unauthorized("This account no longer exists", invalid=True)
-    return web.json_response(_user(user))
+    return json_response(_user(user))
 
 
 # --- catalog (public) --------------------------------------------------------------------------
@@ -145,13 +146,13 @@ async def me(request: web.Request) -> web.Response:
 
 async def list_products(request: web.Request) -> web.Response:
     data = relay(await kit.peers(request).get("products", "/products"), 200)
-    return web.json_response({"products": [with_image_url(p) for p in data["products"]]})
+    return json_response({"products": [with_image_url(p) for p in data["products"]]})
 
 
 async def get_product(request: web.Request) -> web.Response:
     pid = _path_id(request, "product")
     data = relay(await kit.peers(request).get("products", f"/products/{pid}"), 200)
-    return web.json_response(with_image_url(data))
+    return json_response(with_image_url(data))
 
 
 async def product_image(request: web.Request) -> web.Response:
@@ -175,7 +176,7 @@ async def product_image(request: web.Request) -> web.Response:
 async def get_cart(request: web.Request) -> web.Response:
     uid = await auth.require_user(request)
     data = relay(await kit.peers(request).get("cart", "/cart", user=uid), 200)
-    return web.json_response(_cart(data))
+    return json_response(_cart(data))
 
 
 async def put_cart_item(request: web.Request) -> web.Response:
@@ -185,14 +186,14 @@ async def put_cart_item(request: web.Request) -> web.Response:
     reply = await kit.peers(request).put(
         "cart", f"/cart/items/{pid}", json_body=body.model_dump(), user=uid
     )
-    return web.json_response(_cart(relay(reply, 200)))
+    return json_response(_cart(relay(reply, 200)))
 
 
 async def delete_cart_item(request: web.Request) -> web.Response:
     uid = await auth.require_user(request)
     pid = _path_id(request, "product", "product_id")
     data = relay(await kit.peers(request).delete("cart", f"/cart/items/{pid}", user=uid), 200)
-    return web.json_response(_cart(data))
+    return json_response(_cart(data))
 
 
 async def clear_cart(request: web.Request) -> web.Response:
@@ -216,7 +217,7 @@ async def checkout(request: web.Request) -> web.Response:
         headers={kit.IDEMPOTENCY_HEADER: key},
     )
     # A replay (same key) is 201 again, with the same order.
-    return web.json_response(relay(reply, 200, 201), status=201)
+    return json_response(relay(reply, 200, 201), status=201)
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -224,13 +225,13 @@ async def list_orders(request: web.Request) -> web.Response:
     limit = kit.int_query(request, "limit", 20, 1, 100)
     offset = kit.int_query(request, "offset", 0, 0, 1_000_000)
     path = f"/orders?limit={limit}&offset={offset}"
-    return web.json_response(relay(await kit.peers(request).get("orders", path, user=uid), 200))
+    return json_response(relay(await kit.peers(request).get("orders", path, user=uid), 200))
 
 
 async def get_order(request: web.Request) -> web.Response:
     uid = await auth.require_user(request)
     oid = _path_id(request, "order")
-    return web.json_response(
+    return json_response(
         relay(await kit.peers(request).get("orders", f"/orders/{oid}", user=uid), 200)
     )
 

@@ -8,7 +8,6 @@ timeouts or TLS here: those are the mesh's job.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from aiohttp import web
 
 from . import telemetry
 from .identity import USER_TOKEN_HEADER, current_user_token
+from .jsonio import dumps, loads
 from .keys import PEERS, SETTINGS
 from .problems import Problem
 from .settings import Settings
@@ -127,7 +127,7 @@ def _decode(raw: bytes, content_type: str) -> Any:
         return None
     if content_type.endswith("json"):
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError:
             return None
     return raw.decode("utf-8", "replace")
@@ -139,10 +139,16 @@ async def peers_context(app: web.Application) -> AsyncIterator[None]:
     tracing = telemetry.client_trace_config(settings.peer_urls)
     # the sidecar's egress on a Unix socket: `http://cart/...` goes there, Envoy routes by host
     connector = aiohttp.UnixConnector(path=settings.peer_socket) if settings.peer_socket else None
-    session = aiohttp.ClientSession(trace_configs=[tracing], connector=connector)
+    session = aiohttp.ClientSession(
+        trace_configs=[tracing], connector=connector, json_serialize=_json_text
+    )
     app[PEERS] = PeerClient(app[SETTINGS], session)
     yield
     await session.close()
+
+
+def _json_text(data: Any) -> str:
+    return dumps(data).decode()
 
 
 def peers(request: web.Request) -> PeerClient:
