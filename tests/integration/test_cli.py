@@ -90,7 +90,7 @@ def test_sigterm_stops_everything_and_leaves_no_process(tmp_path: Path) -> None:
     children = descendants(proc.pid)
     assert len(children) >= 18  # redis, trace store, 7 apps, 7 sidecars, the ingress, Locust
     assert any("locust" in cmdline(pid) for pid in children)
-    gateway_log = tmp_path / "logs" / "gateway-0.log"
+    gateway_log = tmp_path / "logs" / "envoy-gateway-0.log"  # its sidecar logs every request
     # the shoppers get going, and their requests reach the shop
     wait_for(lambda: "/api/products" in gateway_log.read_text(), within=60, what="a shopper")
     proc.send_signal(signal.SIGTERM)
