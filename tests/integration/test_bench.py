@@ -81,7 +81,9 @@ def test_the_cost_mode_measures_every_path_on_the_shop_as_up_runs_it(
     for path, row in rows.items():
         assert row["requests"] > 0, path
         ms = row["cpu_ms"]
-        assert ms["stack"] > 0 and ms["products"] > 0 and ms["envoys"] > 0, path
+        # (products may read 0: a cached catalogue answer costs under one clock tick of /proc
+        # for a 1 s step's few requests)
+        assert ms["stack"] > 0 and ms["products"] >= 0 and ms["envoys"] > 0, path
         assert ms["tracestore"] > 0 and "client" in ms, path
         assert row["processes"]["products"] == 2  # both replicas, summed
         parts = [v for k, v in ms.items() if k not in ("stack", "client")]
