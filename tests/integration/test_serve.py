@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -29,7 +30,8 @@ async def serve_products(tmp_path: Path, **env: str) -> tuple[int, str]:
             sys.executable, "-m", "boutique", "serve", "products", env=full, stdout=out, stderr=out
         )
     try:
-        for _ in range(150):
+        deadline = time.monotonic() + 60  # a loaded machine starts Python slowly
+        while time.monotonic() < deadline:
             if app.returncode is not None:
                 break
             if await asyncio.to_thread(http_ok, f"http://127.0.0.1:{port}/healthz"):
