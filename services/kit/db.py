@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import MetaData
 
-from . import telemetry, transactions
+from . import schema, telemetry, transactions
 from .keys import DB, READINESS, SETTINGS, CleanupCtx
 
 SQLITE_BUSY_MS = 5_000
@@ -88,6 +88,7 @@ def database_context(metadata: MetaData) -> CleanupCtx:
             SQLAlchemyInstrumentor().instrument(engine=twin, enable_commenter=False)
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(schema.add_missing_columns, metadata)
         app[DB] = engine
         app[READINESS].append(("database", lambda: _ping(engine)))
         yield
