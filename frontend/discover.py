@@ -18,7 +18,7 @@ from aiohttp import web
 
 from services import kit
 
-from . import gateway, security
+from . import gateway, prices, security
 from .pages import CART
 
 T = TypeVar("T")
@@ -59,7 +59,12 @@ async def recommended(request: web.Request, context: list[str]) -> list[dict[str
         return []
     path = f"/recommendations?product_ids={_ids(context)}&limit={SHOWN}"
     data = await _within(_deadline_s(request), _optional(request, "recommendations", path))
-    return list(data["products"]) if isinstance(data, dict) else []
+    if not isinstance(data, dict) or not data["products"]:
+        return []
+    try:  # in the shopper's currency, like the rest of the page (no call in USD)
+        return await _within(_deadline_s(request), prices.products(request, data["products"])) or []
+    except gateway.GatewayProblem:
+        return []
 
 
 async def advert(request: web.Request, categories: list[str]) -> dict[str, Any] | None:

@@ -94,3 +94,11 @@ async def test_a_half_filled_address_is_asked_for_again(client: TestClient) -> N
 async def test_emails_need_a_signed_in_shopper(client: TestClient) -> None:
     resp = await client.get("/emails", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/signin")
+
+
+async def test_related_products_show_the_chosen_currency_too(client: TestClient) -> None:
+    html = await choose(client, "EUR", f"/products/{MUG}")
+    related = re.search(r'data-testid="recommendations".*?</section>', html, re.S)
+    assert related is not None, "the product page shows related products"
+    shown = re.findall(r'class="price">([^<]+)<', related.group(0))
+    assert shown and all(p.startswith("€") for p in shown), shown
