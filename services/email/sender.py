@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import kit
@@ -32,6 +33,7 @@ OUTBOX: web.AppKey[Path] = web.AppKey("email_outbox", Path)
 FROM = "Mesh Boutique <orders@boutique.local>"
 IDLE_S = 5.0  # with nothing due, look again at least this often
 MAX_BACKOFF_S = 60.0
+GATHER_S = 0.2  # after a wake-up, e-mails queued meanwhile join the same round
 
 
 def backoff(attempts: int) -> float:
@@ -55,38 +57,65 @@ def deliver(outbox: Path, row: store.Email, text: str, html: str) -> None:
     partial.replace(folder / f"{row['id']}.eml")  # whole or not at all
 
 
-async def send_due(engine: AsyncEngine, outbox: Path) -> int:
-    """Try every due e-mail once; how many were sent."""
-    sent = 0
-    for row in await store.due(engine):
+def deliver_all(outbox: Path, mails: list[tuple[store.Email, str, str]]) -> list[str | None]:
+    """Write each e-mail to the outbox (one thread hand-over for a round); per e-mail, None
+    when delivered, else why not."""
+    outcomes: list[str | None] = []
+    for row, text, html in mails:
         try:
-            text, html = render.confirmation(_payload(row))
-            await asyncio.to_thread(deliver, outbox, row, text, html)
+            deliver(outbox, row, text, html)
+            outcomes.append(None)
         except Exception as exc:  # noqa: BLE001 - any failure: keep it queued, try later
-            attempts = row["attempts"] + 1
-            why = f"{type(exc).__name__}: {exc}"
-            log.warning("email %s: attempt %d failed (%s)", row["id"], attempts, why)
-            await store.mark_failed(
-                engine, row["id"], attempts, time.time() + backoff(attempts), why
-            )
-            continue
-        await store.mark_sent(engine, row["id"], text, html)
-        sent += 1
-    return sent
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+    return outcomes
+
+
+async def send_due(engine: AsyncEngine, outbox: Path) -> float | None:
+    """Try every due e-mail once, recorded in one write; when the next queued one is due."""
+    rows, upcoming = await store.due(engine)
+    sent: list[store.Sent] = []
+    failed: list[store.Failed] = []
+    rendered: list[tuple[store.Email, str, str]] = []
+    for row in rows:
+        try:
+            rendered.append((row, *render.confirmation(_payload(row))))
+        except Exception as exc:  # noqa: BLE001 - a template error: keep it queued, try later
+            failed.append(_failure(row, f"{type(exc).__name__}: {exc}"))
+    outcomes = await asyncio.to_thread(deliver_all, outbox, rendered) if rendered else []
+    for (row, text, html), why in zip(rendered, outcomes, strict=True):
+        if why is None:
+            sent.append((row["id"], text, html))
+        else:
+            failed.append(_failure(row, why))
+    await store.settle(engine, sent, failed)
+    if failed:
+        soonest = min(at for _, _, at, _ in failed)
+        upcoming = soonest if upcoming is None else min(upcoming, soonest)
+    return upcoming
+
+
+def _failure(row: store.Email, why: str) -> store.Failed:
+    attempts = row["attempts"] + 1
+    log.warning("email %s: attempt %d failed (%s)", row["id"], attempts, why)
+    return row["id"], attempts, time.time() + backoff(attempts), why
 
 
 async def run(app: web.Application) -> None:
+    """Rounds: when woken by a new e-mail (after a short pause, so e-mails queued together go
+    out in one round), when the next retry is due, and at least every ``IDLE_S``. The rounds'
+    own SQL is not traced: it belongs to no request, and would be a trace of its own each."""
     engine, wake = app[kit.DB], app[WAKE]
     while True:
         try:
-            await send_due(engine, app[OUTBOX])
-            upcoming = await store.next_due(engine)
+            with suppress_instrumentation():
+                upcoming = await send_due(engine, app[OUTBOX])
         except Exception:  # a store hiccup (busy, locked): the queue is still there, look again
             log.exception("email sender: a round failed")
             upcoming = None
         wait = IDLE_S if upcoming is None else max(0.0, min(IDLE_S, upcoming - time.time()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=wait)
+            await asyncio.sleep(GATHER_S)
         wake.clear()
 
 

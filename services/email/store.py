@@ -17,13 +17,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     func,
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.kit.idempotency import once
+from services.kit import transactions
 
 metadata = MetaData()
 
@@ -51,6 +53,8 @@ emails = Table(
 )
 
 Email = dict[str, Any]
+Sent = tuple[str, str, str]  # id, text, html
+Failed = tuple[str, int, float, str]  # id, attempts so far, next attempt (epoch s), why
 
 
 def now() -> str:
@@ -60,86 +64,104 @@ def now() -> str:
 async def enqueue(
     engine: AsyncEngine, user: str, key: str, *, order_id: str, subject: str, payload: Any
 ) -> tuple[Email, bool]:
-    """The e-mail for ``(user, key)``: queued now (``True``) or the one queued before."""
+    """The e-mail for ``(user, key)``: queued now (``True``) or the one queued before. One
+    transaction: the row is answered as written, not read back."""
 
-    async def find(conn: AsyncConnection) -> Email | None:
-        return await _one(conn, emails.c.user_id == user, emails.c.idempotency_key == key)
+    def find(conn: Connection) -> Email | None:
+        return _one(conn, emails.c.user_id == user, emails.c.idempotency_key == key)
 
-    async def make(conn: AsyncConnection) -> Email:
-        email_id = "em_" + secrets.token_hex(12)
-        await conn.execute(
-            emails.insert().values(
-                id=email_id,
-                user_id=user,
-                idempotency_key=key,
-                kind="order_confirmation",
-                order_id=order_id,
-                subject=subject,
-                payload=json.dumps(payload),
-                status="queued",
-                attempts=0,
-                next_attempt_at=time.time(),
-                created_at=now(),
-            )
-        )
-        made = await _one(conn, emails.c.id == email_id)
-        assert made is not None
-        return made
+    def make(conn: Connection) -> Email:
+        row: Email = {
+            "id": "em_" + secrets.token_hex(12),
+            "user_id": user,
+            "idempotency_key": key,
+            "kind": "order_confirmation",
+            "order_id": order_id,
+            "subject": subject,
+            "payload": json.dumps(payload),
+            "status": "queued",
+            "attempts": 0,
+            "next_attempt_at": time.time(),
+            "last_error": None,
+            "text_body": None,
+            "html_body": None,
+            "created_at": now(),
+            "sent_at": None,
+        }
+        conn.execute(emails.insert().values(**row))
+        return row
 
-    return await once(engine, find, make)
+    return await transactions.once(engine, find, make)
 
 
-async def due(engine: AsyncEngine, limit: int = 20) -> list[Email]:
-    """Queued e-mails whose next attempt is due, oldest first."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
+async def due(engine: AsyncEngine, limit: int = 50) -> tuple[list[Email], float | None]:
+    """Queued e-mails whose next attempt is due, oldest first, and when the earliest of the
+    others is due (epoch seconds; None when no other is queued): one read."""
+
+    def work(conn: Connection) -> tuple[list[Email], float | None]:
+        at = time.time()
+        queued = emails.c.status == "queued"
+        rows = conn.execute(
             select(emails)
-            .where(emails.c.status == "queued", emails.c.next_attempt_at <= time.time())
+            .where(queued, emails.c.next_attempt_at <= at)
             .order_by(emails.c.seq)
             .limit(limit)
         )
-        return [dict(row) for row in rows.mappings()]
-
-
-async def next_due(engine: AsyncEngine) -> float | None:
-    """When the earliest queued e-mail is due (epoch seconds), None when none is queued."""
-    async with engine.connect() as conn:
-        return await conn.scalar(
-            select(func.min(emails.c.next_attempt_at)).where(emails.c.status == "queued")
+        ready = [dict(row) for row in rows.mappings()]
+        later = conn.scalar(
+            select(func.min(emails.c.next_attempt_at)).where(queued, emails.c.next_attempt_at > at)
         )
+        return ready, (at if len(ready) == limit else later)
+
+    return await transactions.read(engine, work)
 
 
-async def mark_sent(engine: AsyncEngine, email_id: str, text: str, html: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(emails)
-            .where(emails.c.id == email_id, emails.c.status == "queued")
-            .values(status="sent", text_body=text, html_body=html, sent_at=now(), last_error=None)
-        )
+async def settle(engine: AsyncEngine, sent: list[Sent], failed: list[Failed]) -> None:
+    """Record one round's outcomes in one transaction (only e-mails still queued change)."""
 
+    def work(conn: Connection) -> None:
+        still = (emails.c.id == bindparam("e_id"), emails.c.status == "queued")
+        if sent:
+            conn.execute(
+                update(emails)
+                .where(*still)
+                .values(
+                    status="sent",
+                    text_body=bindparam("text"),
+                    html_body=bindparam("html"),
+                    sent_at=now(),
+                    last_error=None,
+                ),
+                [{"e_id": i, "text": t, "html": h} for i, t, h in sent],
+            )
+        if failed:
+            conn.execute(
+                update(emails)
+                .where(*still)
+                .values(
+                    attempts=bindparam("tries"),
+                    next_attempt_at=bindparam("at"),
+                    last_error=bindparam("why"),
+                ),
+                [{"e_id": i, "tries": n, "at": at, "why": why[:200]} for i, n, at, why in failed],
+            )
 
-async def mark_failed(
-    engine: AsyncEngine, email_id: str, attempts: int, at: float, why: str
-) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(emails)
-            .where(emails.c.id == email_id, emails.c.status == "queued")
-            .values(attempts=attempts, next_attempt_at=at, last_error=why[:200])
-        )
+    if sent or failed:
+        await transactions.write(engine, work)
 
 
 async def get(engine: AsyncEngine, user: str, email_id: str) -> Email | None:
-    async with engine.connect() as conn:
-        return await _one(conn, emails.c.id == email_id, emails.c.user_id == user)
+    return await transactions.read(
+        engine, lambda conn: _one(conn, emails.c.id == email_id, emails.c.user_id == user)
+    )
 
 
 async def page(engine: AsyncEngine, user: str, limit: int, offset: int) -> tuple[list[Email], int]:
-    async with engine.connect() as conn:
-        total = await conn.scalar(
+    def work(conn: Connection) -> tuple[list[Email], int]:
+        total = conn.scalar(
             select(func.count()).select_from(emails).where(emails.c.user_id == user)
         )
-        rows = await conn.execute(
+        rows = conn.execute(
             select(emails)
             .where(emails.c.user_id == user)
             .order_by(emails.c.seq.desc())
@@ -148,9 +170,11 @@ async def page(engine: AsyncEngine, user: str, limit: int, offset: int) -> tuple
         )
         return [dict(row) for row in rows.mappings()], int(total or 0)
 
+    return await transactions.read(engine, work)
 
-async def _one(conn: AsyncConnection, *where: Any) -> Email | None:
-    row = (await conn.execute(select(emails).where(*where))).mappings().first()
+
+def _one(conn: Connection, *where: Any) -> Email | None:
+    row = conn.execute(select(emails).where(*where)).mappings().first()
     return dict(row) if row is not None else None
 
 

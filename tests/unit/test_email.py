@@ -146,3 +146,27 @@ async def test_a_confirmation_needs_a_user_and_a_key(service: ServiceFactory) ->
     )
     await problem(await client.get("/emails?limit=0", headers=ALICE), 400, "bad_query")
     assert (await ok(await client.get("/emails", headers=ALICE)))["total"] == 0
+
+
+async def test_e_mails_queued_together_go_out_together_and_one_failure_holds_back_no_other(
+    service: ServiceFactory, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    (outbox / "u_bob").write_text("a file where bob's folder should be: his sends fail")
+    client = await service("email", EMAIL_OUTBOX_DIR=str(outbox))
+    alices = [
+        await queue(client, headers=keyed(ALICE, f"u_alice.checkout-{n:04d}")) for n in (1, 2)
+    ]
+    bobs = await queue(client, headers=keyed(BOB, "u_bob.checkout-0001"))
+    for queued in alices:
+        mail = await sent(client, queued["id"])
+        assert (outbox / "u_alice" / f"{queued['id']}.eml").exists() and mail["attempts"] == 0
+
+    async def bob() -> dict[str, Any]:
+        return await ok(await client.get(f"/emails/{bobs['id']}", headers=BOB))
+
+    failing = await eventually(bob, lambda e: e["attempts"] >= 1, what="bob's failed attempt")
+    assert failing["status"] == "queued"
+    (outbox / "u_bob").unlink()  # his folder can be made now: the retry delivers it
+    assert (await sent(client, bobs["id"], BOB))["attempts"] >= 1
