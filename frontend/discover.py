@@ -1,17 +1,16 @@
 """The optional sections of a page: related products, an ad, a product's stars (issue 16).
 
-The shop asks recommendations, ads and ratings itself (declared calls of its sidecar), at once,
-each with the page's own short deadline (``FRONTEND_EXTRAS_DEADLINE_MS``, 500 by default; the
-mesh's timeout for these calls is shorter). A section that fails, is refused or is late is left
-out: the page never waits longer for it, and never fails because of it.
+The shop asks recommendations, ads and ratings itself (declared calls of its sidecar), at once.
+How long it waits is the mesh's business: the topology gives these calls a short timeout and no
+retry. A section that fails, is refused or times out is left out: the page never fails because
+of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -21,14 +20,8 @@ from services import kit
 from . import gateway, prices, security
 from .pages import CART
 
-T = TypeVar("T")
 log = logging.getLogger("boutique.frontend")
-DEADLINE_MS = "500"
 SHOWN = 4
-
-
-def _deadline_s(request: web.Request) -> float:
-    return int(request.app[kit.SETTINGS].get("FRONTEND_EXTRAS_DEADLINE_MS", DEADLINE_MS)) / 1000
 
 
 def _ids(values: list[str]) -> str:
@@ -47,36 +40,29 @@ async def _optional(request: web.Request, peer: str, path: str) -> Any:
     return reply.data
 
 
-async def _within(seconds: float, call: Awaitable[T]) -> T | None:
-    try:
-        return await asyncio.wait_for(call, seconds)
-    except TimeoutError:
-        return None
-
-
 async def recommended(request: web.Request, context: list[str]) -> list[dict[str, Any]]:
     if not context:
         return []
     path = f"/recommendations?product_ids={_ids(context)}&limit={SHOWN}"
-    data = await _within(_deadline_s(request), _optional(request, "recommendations", path))
+    data = await _optional(request, "recommendations", path)
     if not isinstance(data, dict) or not data["products"]:
         return []
     try:  # in the shopper's currency, like the rest of the page (no call in USD)
-        return await _within(_deadline_s(request), prices.products(request, data["products"])) or []
+        return await prices.products(request, data["products"])
     except gateway.GatewayProblem:
         return []
 
 
 async def advert(request: web.Request, categories: list[str]) -> dict[str, Any] | None:
     path = f"/ads?categories={_ids(categories)}"
-    data = await _within(_deadline_s(request), _optional(request, "ads", path))
+    data = await _optional(request, "ads", path)
     return data["ad"] if isinstance(data, dict) else None
 
 
 async def stars(request: web.Request, product_id: str) -> dict[str, Any] | None:
     """The product's ratings summary (count, average), or None."""
     path = f"/ratings/{quote(product_id, safe='')}"
-    data = await _within(_deadline_s(request), _optional(request, "ratings", path))
+    data = await _optional(request, "ratings", path)
     return data if isinstance(data, dict) else None
 
 

@@ -86,8 +86,11 @@ async def read(engine: AsyncEngine, work: Work[T]) -> T:
 
 async def once(engine: AsyncEngine, find: Work[T | None], make: Work[T]) -> tuple[T, bool]:
     """A keyed write done once: ``(result, True)`` when ``make`` wrote it now, ``(earlier
-    result, False)`` on a repeat (see :func:`services.kit.idempotency.once`; the same, with
-    synchronous ``find`` and ``make`` run in one transaction)."""
+    result, False)`` on a repeat, ``find`` and ``make`` run in one transaction. Every store whose
+    writes a retry could repeat (orders, charges, stock reservations, e-mails) keeps the key in a
+    column under a unique constraint and writes through this. Where BEGIN does not serialise
+    writers (PostgreSQL) both may find nothing: the loser's insert breaks the unique key, and the
+    winner's row is its answer."""
 
     def work(conn: Connection) -> tuple[T, bool]:
         existing = find(conn)

@@ -14,15 +14,9 @@ from frontend.security import SESSION_COOKIE
 from mesh.local import LocalRun
 from tests.integration.test_purchase import CARD, sign_in
 from tests.polling import eventually
+from tests.unit.test_frontend_commerce import ADDRESS
 
 pytestmark = pytest.mark.integration
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "street": "12 St James's Square",
-    "city": "London",
-    "postal_code": "SW1Y 4JH",
-    "country": "GB",
-}
 
 
 async def get(http: aiohttp.ClientSession, url: str, **kw: Any) -> Any:

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from mesh import topology
 from services import kit
 from services.kit import openapi
-from services.kit.idempotency import once
 from services.kit.keys import OPENAPI_TEXT
+from services.kit.transactions import once
 from tests.conftest import build_app, service_settings
 
 SERVICES = sorted(name for name in topology.load().services if name != "frontend")
@@ -93,13 +93,13 @@ async def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
     await engine.dispose()
 
 
-async def find(conn: AsyncConnection) -> int | None:
-    return (await conn.execute(select(things.c.n).where(things.c.key == "k1"))).scalar()
+def find(conn: Connection) -> int | None:
+    return conn.execute(select(things.c.n).where(things.c.key == "k1")).scalar()
 
 
 def maker(n: int):  # type: ignore[no-untyped-def]
-    async def make(conn: AsyncConnection) -> int:
-        await conn.execute(things.insert().values(key="k1", n=n))
+    def make(conn: Connection) -> int:
+        conn.execute(things.insert().values(key="k1", n=n))
         return n
 
     return make
@@ -118,8 +118,8 @@ async def test_a_concurrent_writer_that_won_the_race_gives_the_answer(engine) ->
     await once(engine, find, maker(1))
     seen: list[int | None] = []
 
-    async def blind_first(conn: AsyncConnection) -> int | None:  # the race: nothing seen yet
-        seen.append(None if not seen else await find(conn))
+    def blind_first(conn: Connection) -> int | None:  # the race: nothing seen yet
+        seen.append(None if not seen else find(conn))
         return seen[-1]
 
     assert await once(engine, blind_first, maker(2)) == (1, False)
