@@ -81,11 +81,13 @@ def test_the_cost_mode_measures_every_path_on_the_shop_as_up_runs_it(
     for path, row in rows.items():
         assert row["requests"] > 0, path
         ms = row["cpu_ms"]
-        # (products may read 0: a cached catalogue answer costs under one clock tick of /proc
-        # for a 1 s step's few requests)
+        # (products and the trace store may read 0: a cached catalogue answer, or ingesting a
+        # 1 s step's few spans, costs under one clock tick of /proc; so each group is checked
+        # by its processes being counted)
         assert ms["stack"] > 0 and ms["products"] >= 0 and ms["envoys"] > 0, path
-        assert ms["tracestore"] > 0 and "client" in ms, path
+        assert ms["tracestore"] >= 0 and "client" in ms, path
         assert row["processes"]["products"] == 2  # both replicas, summed
+        assert row["processes"]["tracestore"] == 1, path
         parts = [v for k, v in ms.items() if k not in ("stack", "client")]
         assert ms["stack"] == pytest.approx(sum(parts))
     assert rows["checkout"]["cpu_ms"]["payment"] > 0 and rows["browse"]["cpu_ms"]["gateway"] > 0
