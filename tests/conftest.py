@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -15,7 +16,7 @@ import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from mesh.ports import free_port
+from mesh.ports import HOST, free_port
 from services.kit import OPENAPI, Settings
 from tests.contract import ContractClient
 
@@ -67,6 +68,40 @@ def clean_redis(redis_url: str) -> str:
     return redis_url
 
 
+_NEVER_LISTENING: list[socket.socket] = []
+
+
+def held_socket() -> socket.socket:
+    """A socket bound to a port of its own, to hand to a :func:`server_on` later.
+
+    Picking a free port and binding it later races every other bind on the machine: the
+    system may hand the same port to the next test client in between (seen in CI as
+    EADDRINUSE). A bound socket keeps the port until its server listens on it.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    port: int = sock.getsockname()[1]
+    return port
+
+
+def server_on(app: web.Application, sock: socket.socket) -> TestServer:
+    """A test server that listens on ``sock`` (from :func:`held_socket`)."""
+    return TestServer(app, socket_factory=lambda _host, _port, _family: sock)
+
+
+def closed_port() -> int:
+    """A port where nothing ever listens: connecting is refused, and for the whole session no
+    other server can take it (a port merely seen free may be some other test's server later)."""
+    sock = held_socket()
+    _NEVER_LISTENING.append(sock)
+    return port_of(sock)
+
+
 def service_settings(name: str, data_dir: Path, redis_url: str, **env: str) -> Settings:
     base = {
         "BOUTIQUE_DATA_DIR": str(data_dir),
@@ -94,11 +129,11 @@ async def service(
     servers: list[TestServer] = []
 
     async def factory(name: str, peers: Iterable[str] = (), **env: str) -> ContractClient:
-        ports = {peer: free_port() for peer in peers}
-        urls = ",".join(f"{peer}=http://127.0.0.1:{port}" for peer, port in ports.items())
-        for peer, port in ports.items():
+        socks = {peer: held_socket() for peer in peers}
+        urls = ",".join(f"{peer}=http://127.0.0.1:{port_of(s)}" for peer, s in socks.items())
+        for peer, sock in socks.items():
             settings = service_settings(peer, tmp_path, clean_redis, PEER_URLS=urls, **env)
-            server = TestServer(build_app(peer, settings), port=port)
+            server = server_on(build_app(peer, settings), sock)
             await server.start_server()
             servers.append(server)
         app = build_app(name, service_settings(name, tmp_path, clean_redis, PEER_URLS=urls, **env))

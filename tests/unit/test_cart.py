@@ -14,7 +14,7 @@ from sqlalchemy import update
 from services import kit
 from services.products import store as products_store
 from tests.asserts import ok, problem
-from tests.conftest import build_app, free_port, service_settings
+from tests.conftest import build_app, closed_port, service_settings
 from tests.contract import ContractClient
 from tests.polling import eventually
 
@@ -51,7 +51,7 @@ async def put(
 
 async def offline_cart(aiohttp_client: Any, tmp_path: Path, redis_url: str) -> ContractClient:
     """A second cart app on the same Redis whose products peer is a closed port."""
-    closed = f"products=http://127.0.0.1:{free_port()}"
+    closed = f"products=http://127.0.0.1:{closed_port()}"
     app = build_app("cart", service_settings("cart", tmp_path, redis_url, PEER_URLS=closed))
     return ContractClient(await aiohttp_client(app), app[kit.OPENAPI])
 

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from services.checkout.saga import saga_id
 from services.kit import OPENAPI, SETTINGS, make_engine
 from services.products import store as products_store
-from tests.conftest import ServiceFactory, build_app, free_port, service_settings
+from tests.conftest import ServiceFactory, build_app, closed_port, service_settings
 from tests.contract import ContractClient
 
 USER = "u_alice"
@@ -320,7 +320,7 @@ async def test_payment_unreachable_is_503_and_undone(  # type: ignore[no-untyped
 async def _closed_peer(open_shop, service: ServiceFactory, peer: str) -> Shop:  # type: ignore[no-untyped-def]
     """The shop, but its checkout's ``peer`` is a closed port (its other peers run)."""
     peers = await service("checkout", peers=[p for p in PEERS if p != peer])
-    urls = dict(peers.app[SETTINGS].peer_urls, **{peer: f"http://127.0.0.1:{free_port()}"})
+    urls = dict(peers.app[SETTINGS].peer_urls, **{peer: f"http://127.0.0.1:{closed_port()}"})
     shop = await open_shop(peers)
     shop.checkout = await shop.replica(
         "checkout", PEER_URLS=",".join(f"{k}={v}" for k, v in urls.items())

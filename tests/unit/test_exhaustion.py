@@ -29,7 +29,7 @@ from services.kit import (
     redis_context,
 )
 from services.kit.exhaustion import as_problem
-from tests.conftest import free_port
+from tests.conftest import closed_port
 
 metadata = MetaData()
 hits = Table("hits", metadata, Column("n", Integer))
@@ -91,7 +91,7 @@ async def test_a_full_redis_pool_answers_503_not_500(aiohttp_client, redis_url: 
 
 
 async def test_redis_down_answers_503_overloaded(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
-    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {"REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
     app = create_app(
         Settings.from_env("kit", env), routes=[web.get("/ping", _ping)], contexts=[redis_context]
     )

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from frontend.app import create_app
 from services import kit
-from tests.conftest import build_app, free_port, service_settings
+from tests.conftest import build_app, closed_port, held_socket, port_of, server_on, service_settings
 
 BACKEND = ["gateway", "products", "cart", "checkout", "orders", "payment"]
 OPTIONAL = ["recommendations", "ads", "ratings"]  # the frontend calls these itself (discover.py)
@@ -40,17 +40,21 @@ class Shop:
         self.servers: dict[str, TestServer] = {}
 
     async def __call__(self, gateway: bool = True, **env: str) -> TestClient:
-        ports = {name: free_port() for name in [*BACKEND, *OPTIONAL]}
+        socks = {name: held_socket() for name in [*BACKEND, *OPTIONAL]}
+        ports = {name: port_of(sock) for name, sock in socks.items()}
         urls = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in ports.items())
         if gateway:
-            for name, port in ports.items():
+            for name, sock in socks.items():
                 settings = service_settings(
                     name, self.data_dir, self.redis_url, PEER_URLS=urls, **env
                 )
-                server = TestServer(build_app(name, settings), port=port)
+                server = server_on(build_app(name, settings), sock)
                 await server.start_server()
                 self.servers[name] = server
-        gateway_port = ports["gateway"] if gateway else free_port()
+        else:
+            for sock in socks.values():
+                sock.close()
+        gateway_port = ports["gateway"] if gateway else closed_port()
         direct = ",".join(f"{name}=http://127.0.0.1:{ports[name]}" for name in OPTIONAL)
         settings = kit.Settings.from_env(
             "frontend",

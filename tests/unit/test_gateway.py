@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from services import kit
 from services.gateway import store
 from tests.asserts import ok, problem
-from tests.conftest import build_app, free_port, service_settings
+from tests.conftest import build_app, closed_port, service_settings
 from tests.contract import ContractClient
 from tests.polling import eventually
 
@@ -289,7 +289,7 @@ async def test_public_openapi_is_served_under_api(api: ContractClient) -> None:
 async def test_a_dependency_down_is_a_503_naming_it(
     aiohttp_client, tmp_path: Path, clean_redis
 ) -> None:  # type: ignore[no-untyped-def]
-    closed = f"products=http://127.0.0.1:{free_port()}"
+    closed = f"products=http://127.0.0.1:{closed_port()}"
     app = build_app("gateway", service_settings("gateway", tmp_path, clean_redis, PEER_URLS=closed))
     api = ContractClient(await aiohttp_client(app), app[kit.OPENAPI])
     resp = await api.get("/api/products")

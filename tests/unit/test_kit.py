@@ -144,9 +144,9 @@ async def test_health_and_openapi(client) -> None:  # type: ignore[no-untyped-de
 
 
 async def test_readyz_is_503_when_redis_is_down(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import free_port
+    from tests.conftest import closed_port
 
-    settings = Settings.from_env("kit", {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    settings = Settings.from_env("kit", {"REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"})
     app = create_app(settings, routes=[], contexts=[redis_context])
     client = await aiohttp_client(app)
     resp = await client.get("/readyz")

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from loadgenerator import run
-from tests.conftest import free_port
+from tests.conftest import closed_port
 
 HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
@@ -180,7 +180,7 @@ def test_without_an_aggregated_row_the_totals_are_summed(tmp_path: Path) -> None
 
 
 def test_no_shop_at_the_host_is_said_plainly() -> None:
-    host = f"http://127.0.0.1:{free_port()}"
+    host = f"http://127.0.0.1:{closed_port()}"
     assert run.check_shop(host, timeout=2) == (f"no shop at {host}: is `boutique up` running?")
     assert "must be a URL" in (run.check_shop("127.0.0.1:8080") or "")
 
@@ -202,7 +202,7 @@ def test_load_against_no_shop_fails_at_once_without_starting_locust(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(run, "run_locust", lambda *a, **k: pytest.fail("Locust was started"))
-    host = f"http://127.0.0.1:{free_port()}"
+    host = f"http://127.0.0.1:{closed_port()}"
     assert run.main(parse("--host", host)) == 2
     assert capsys.readouterr().err.strip() == (
         f"boutique load: no shop at {host}: is `boutique up` running?"

@@ -23,7 +23,7 @@ from services.payment.api import LATENCY
 from services.payment.app import create_app, parse_latency
 from services.payment.store import charges
 from tests.asserts import problem
-from tests.conftest import build_app, free_port, service_settings
+from tests.conftest import build_app, closed_port, service_settings
 from tests.contract import ContractClient
 
 ALICE = {"X-User-Id": "u_alice"}
@@ -573,7 +573,7 @@ async def test_a_success_survives_a_failing_peer_and_the_repeat_finishes_it(
     # (orders as the shop's orders replica, cart as a fresh cart app over the same Redis).
     cart = await service("cart")
     live = {"orders": str(shop.orders.client.make_url("")), "cart": str(cart.client.make_url(""))}
-    live[down] = f"http://127.0.0.1:{free_port()}"
+    live[down] = f"http://127.0.0.1:{closed_port()}"
     urls = ",".join(f"{peer}={url.rstrip('/')}" for peer, url in live.items())
     broken_app = build_app(
         "payment", service_settings("payment", tmp_path, clean_redis, PEER_URLS=urls)

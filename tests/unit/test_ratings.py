@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from services import kit
 from services.ratings.store import ratings
 from tests.asserts import ok, problem
-from tests.conftest import build_app, free_port, service_settings
+from tests.conftest import build_app, closed_port, service_settings
 from tests.contract import ContractClient
 
 ALICE = {"X-User-Id": "u_alice"}
@@ -32,7 +33,7 @@ async def order(api: ContractClient, user: dict[str, str], paid: bool = True) ->
         {"product_id": p, "name": p, "quantity": 1, "unit_price_cents": 100} for p in (MUG, JAR)
     ]
     async with aiohttp.ClientSession() as http:
-        headers = {**user, "Idempotency-Key": f"key-{free_port()}-{id(items)}"}
+        headers = {**user, "Idempotency-Key": f"key-{uuid.uuid4()}"}
         async with http.post(
             f"{base}/orders", json={"items": items, "currency": "USD"}, headers=headers
         ) as resp:
@@ -136,7 +137,7 @@ async def test_malformed_calls_get_a_clear_4xx(api: ContractClient) -> None:
 async def test_orders_unreachable_is_a_503_and_nothing_is_rated(
     aiohttp_client: Any, tmp_path: Path, clean_redis: str
 ) -> None:
-    closed = f"orders=http://127.0.0.1:{free_port()}"
+    closed = f"orders=http://127.0.0.1:{closed_port()}"
     app = build_app("ratings", service_settings("ratings", tmp_path, clean_redis, PEER_URLS=closed))
     api = ContractClient(await aiohttp_client(app), app[kit.OPENAPI])
     body = await problem(await rate(api, "ord_" + "1" * 24, 5), 503, "dependency_unavailable")

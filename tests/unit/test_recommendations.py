@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from services import kit
 from services.recommendations.api import related
 from tests.asserts import ok, problem
-from tests.conftest import build_app, free_port, service_settings
+from tests.conftest import build_app, closed_port, held_socket, port_of, server_on, service_settings
 from tests.contract import ContractClient
 
 MUG, JAR, SALT = "speckled-mug", "bamboo-glass-jar", "salt-pepper-set"
@@ -78,7 +77,7 @@ async def test_a_bad_context_is_a_400(api: ContractClient, query: str) -> None:
 async def test_products_down_with_no_copy_yet_is_a_503_naming_it(
     aiohttp_client: Any, tmp_path: Path, clean_redis: str
 ) -> None:
-    closed = f"products=http://127.0.0.1:{free_port()}"
+    closed = f"products=http://127.0.0.1:{closed_port()}"
     settings = service_settings("recommendations", tmp_path, clean_redis, PEER_URLS=closed)
     app = build_app("recommendations", settings)
     api = ContractClient(await aiohttp_client(app), app[kit.OPENAPI])
@@ -89,9 +88,10 @@ async def test_products_down_with_no_copy_yet_is_a_503_naming_it(
 async def test_the_last_copy_of_the_catalog_serves_while_products_is_away(
     aiohttp_client: Any, tmp_path: Path, clean_redis: str
 ) -> None:
-    port = free_port()
-    products = TestServer(
-        build_app("products", service_settings("products", tmp_path, clean_redis)), port=port
+    sock = held_socket()
+    port = port_of(sock)
+    products = server_on(
+        build_app("products", service_settings("products", tmp_path, clean_redis)), sock
     )
     await products.start_server()
     env = {"PEER_URLS": f"products=http://127.0.0.1:{port}"}
