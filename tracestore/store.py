@@ -4,7 +4,9 @@ One row per span: the span as it came (OTLP protobuf bytes, with its scope), and
 the columns a search filters on in SQL (trace id, service, operation, kind, start, duration).
 A span is turned into Jaeger's JSON only when it is read (``translate.jaeger_span``), and into
 ``key=value`` lines (one per tag, each after a newline) only when a search has tag conditions:
-those are matched exactly, as substrings, on the spans the SQL conditions left, newest first.
+those are matched exactly, as substrings, on the spans the SQL conditions left, newest first;
+the SQL conditions include a prefilter on the stored bytes (``tagfilter``), so a search that
+matches nothing decodes (next to) nothing.
 Ingest is the hot path; reads and tag searches are rare. Resources (Jaeger's "processes") are
 stored once each, as served, with their tags' lines.
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .tagfilter import needle_sql
 from .translate import SpanRow, jaeger_span, line, span_search_text
 
 SCHEMA_VERSION = 3
@@ -281,6 +284,11 @@ def _find_trace_ids(db: sqlite3.Connection, query: TraceQuery) -> list[str]:
         return _first_traces((trace_id for (trace_id,) in db.execute(sql, params)), query.limit)
     needles = ["\n" + line(key, value) for key, value in query.tags.items()]
     process_lines = dict(db.execute("SELECT hash, search FROM processes"))
+    for (key, value), needle in zip(query.tags.items(), needles, strict=True):
+        having = [digest for digest, text in process_lines.items() if needle in text]
+        condition, more = needle_sql(key, value, having)
+        where.append(condition)
+        params += more
     sql = (
         "SELECT s.trace_id, s.process, s.scope_name, s.scope_version, s.data FROM spans s"
         f" WHERE {' AND '.join(where)}{order}"

@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tracestore import jaeger, terminal
+from tracestore import store as store_module
 from tracestore.otlp import decode_json, to_rows
 from tracestore.server import PortInUse, create_otlp_app, create_query_app, start
 from tracestore.store import Store
@@ -649,11 +650,9 @@ async def search(query: TestClient, **params: Any) -> list[str]:
     return [t["traceID"] for t in body["data"]]
 
 
-async def test_every_tag_a_trace_shows_finds_it_in_a_search(
-    otlp: TestClient, query: TestClient
-) -> None:
-    """Spans are stored as they came and turned into Jaeger's JSON when read; the search text is
-    built at ingest. Every tag and log field the trace shows, of every type, must find it."""
+def typed_trace() -> tuple[str, dict[str, Any]]:
+    """A trace of one span with a tag of every OTLP value type, an error status, trace state,
+    an event and a link; its id and OTLP JSON."""
     trace_id = os.urandom(16).hex()
     now = time.time_ns()
     values = [
@@ -691,15 +690,16 @@ async def test_every_tag_a_trace_shows_finds_it_in_a_search(
             }
         ]
     }
-    await send(otlp, [body])
-    trace = await get_trace(query, trace_id)
-    check_jaeger_trace(trace)
+    return trace_id, body
+
+
+def shown_tags(trace: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every tag, log field and process tag the trace's one span shows, as a search compares
+    it: ``(key, value as a string)``."""
     shown = trace["spans"][0]
     kvs = shown["tags"] + [f for log in shown["logs"] for f in log["fields"]]
     kvs += trace["processes"][shown["processID"]]["tags"]
-    assert {"otel.scope.name", "span.kind", "error", "w3c.tracestate", "event"} <= {
-        kv["key"] for kv in kvs
-    }
+    out = []
     for kv in kvs:
         value = kv["value"]
         if kv["type"] == "bool":
@@ -708,10 +708,65 @@ async def test_every_tag_a_trace_shows_finds_it_in_a_search(
             value = format(value, ".10g")
         elif kv["type"] == "binary":
             value = base64.b64decode(value).hex()
-        tags = json.dumps({kv["key"]: str(value)})
-        assert await search(query, service="typed", tags=tags) == [trace_id], kv
+        out.append((kv["key"], str(value)))
+    return out
+
+
+async def test_every_tag_a_trace_shows_finds_it_in_a_search(
+    otlp: TestClient, query: TestClient
+) -> None:
+    """Spans are stored as they came and turned into Jaeger's JSON when read; the search text is
+    built at ingest. Every tag and log field the trace shows, of every type, must find it."""
+    trace_id, body = typed_trace()
+    await send(otlp, [body])
+    trace = await get_trace(query, trace_id)
+    check_jaeger_trace(trace)
+    tags = shown_tags(trace)
+    assert {"otel.scope.name", "span.kind", "error", "w3c.tracestate", "event"} <= {
+        key for key, _ in tags
+    }
+    for key, value in tags:
+        found = await search(query, service="typed", tags=json.dumps({key: value}))
+        assert found == [trace_id], (key, value)
     assert await search(query, service="typed", tags='{"count":"-4"}') == []
     assert await search(query, service="typed", tags='{"text":"a=b"}') == []
+
+
+async def test_a_tag_search_that_matches_nothing_decodes_no_span(
+    otlp: TestClient, query: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tag search used to decode every span in range to compare its tags, seconds at the
+    store's cap even when nothing matched; the spans' stored bytes now rule out the spans that
+    cannot match first. Every tag still finds its trace, and every other value of it, nothing."""
+    trace_id, body = typed_trace()
+    mesh_id, _, mesh = exports(MESH_TRACE)
+    await send(otlp, [body, *mesh])
+    decoded = []
+    real = store_module.span_search_text
+    monkeypatch.setattr(store_module, "span_search_text", lambda *a: decoded.append(a) or real(*a))
+    tags = shown_tags(await get_trace(query, trace_id))
+    for key, value in tags:
+        assert trace_id in await search(query, tags=json.dumps({key: value})), (key, value)
+        decoded.clear()
+        for other in (value + "0", "1" + value, value[:-1], "9" if value != "9" else "8"):
+            if other and (key, other) not in tags:  # "" is any value's key: decoded
+                assert await search(query, tags=json.dumps({key: other})) == [], (key, other)
+        # ...and only a double, list or map (matched by its key and type) was decoded for it
+        assert decoded == [] or key in ("ratio", "big", "list", "map", "empty"), (key, value)
+    decoded.clear()
+    for tags_json in (
+        '{"http.status_code":"599"}',
+        '{"http.route":"/nowhere"}',
+        '{"no.such.key":"x"}',
+        '{"db.system":"sqlite","error":"false"}',
+        '{"span.kind":"producer"}',
+        '{"otel.scope.name":"nope"}',
+    ):
+        assert await search(query, tags=tags_json) == [], tags_json
+    assert decoded == []
+    assert await search(query, tags='{"http.status_code":"503","error":"true"}') == [mesh_id]
+    assert await search(query, tags='{"exception.type":"sqlite3.OperationalError"}') == [mesh_id]
+    assert await search(query, service="products", tags='{"otel.status_code":"ERROR"}') == [mesh_id]
 
 
 async def test_search_filters_each_include_and_exclude(otlp: TestClient, query: TestClient) -> None:
