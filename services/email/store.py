@@ -65,12 +65,12 @@ async def enqueue(
     engine: AsyncEngine, user: str, key: str, *, order_id: str, subject: str, payload: Any
 ) -> tuple[Email, bool]:
     """The e-mail for ``(user, key)``: queued now (``True``) or the one queued before. One
-    transaction: the row is answered as written, not read back."""
+    transaction, one INSERT on a first try: the row is answered as written, not read back."""
 
     def find(conn: Connection) -> Email | None:
         return _one(conn, emails.c.user_id == user, emails.c.idempotency_key == key)
 
-    def make(conn: Connection) -> Email:
+    def make(conn: Connection) -> Email | None:
         row: Email = {
             "id": "em_" + secrets.token_hex(12),
             "user_id": user,
@@ -88,8 +88,8 @@ async def enqueue(
             "created_at": now(),
             "sent_at": None,
         }
-        conn.execute(emails.insert().values(**row))
-        return row
+        keys = ["user_id", "idempotency_key"]
+        return row if transactions.insert_new(conn, emails, row, keys) else None
 
     return await transactions.once(engine, find, make)
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -84,27 +85,40 @@ async def read(engine: AsyncEngine, work: Work[T]) -> T:
     return await _run(engine, work, False)
 
 
-async def once(engine: AsyncEngine, find: Work[T | None], make: Work[T]) -> tuple[T, bool]:
+async def once(engine: AsyncEngine, find: Work[T | None], make: Work[T | None]) -> tuple[T, bool]:
     """A keyed write done once: ``(result, True)`` when ``make`` wrote it now, ``(earlier
-    result, False)`` on a repeat, ``find`` and ``make`` run in one transaction. Every store whose
-    writes a retry could repeat (orders, charges, stock reservations, e-mails) keeps the key in a
-    column under a unique constraint and writes through this. Where BEGIN does not serialise
-    writers (PostgreSQL) both may find nothing: the loser's insert breaks the unique key, and the
-    winner's row is its answer."""
+    result, False)`` on a repeat. Every store whose writes a retry could repeat (orders, charges,
+    stock reservations, e-mails) keeps the key in a column under a unique constraint and writes
+    through this. ``make`` inserts the keyed row first with :func:`insert_new` and answers None
+    when the key was there already; ``find`` then reads the earlier result, in the same
+    transaction. So a first try is one statement less than find-then-insert, and concurrent
+    twins never break the unique key, whether BEGIN serialises writers (SQLite) or not
+    (PostgreSQL: the loser's insert waits for the winner's commit and then does nothing)."""
 
     def work(conn: Connection) -> tuple[T, bool]:
+        made = make(conn)
+        if made is not None:
+            return made, True
         existing = find(conn)
-        if existing is not None:
-            return existing, False
-        return make(conn), True
+        if existing is None:  # the key was there but its row is not: cannot happen in one txn
+            raise LookupError("a keyed row conflicted but could not be read")
+        return existing, False
 
     try:
         return await write(engine, work)
-    except IntegrityError:  # a concurrent twin's insert won (PostgreSQL): its result
+    except IntegrityError:  # a ``make`` that inserts without insert_new, beaten by a twin
         existing = await read(engine, find)
         if existing is None:
             raise
         return existing, False
+
+
+def insert_new(conn: Connection, table: Table, row: dict[str, Any], keys: Sequence[str]) -> bool:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING``: True when ``row`` was inserted, False when a
+    row with the same ``keys`` (a unique constraint) was there; then nothing changed."""
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys))
+    return conn.execute(stmt).rowcount == 1
 
 
 async def close(engine: AsyncEngine) -> None:

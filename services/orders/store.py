@@ -83,7 +83,7 @@ async def create(
     def find(conn: Connection) -> Order | None:
         return _one(conn, orders.c.user_id == user, orders.c.idempotency_key == key)
 
-    def make(conn: Connection) -> Order:
+    def make(conn: Connection) -> Order | None:
         order_id, stamp = new_order_id(), now()
         lines = [
             {**item, "line_total_cents": item["quantity"] * item["unit_price_cents"]}
@@ -102,7 +102,9 @@ async def create(
             "shipping_cents": shipping_cents,
             "tracking_id": None,
         }
-        conn.execute(orders.insert().values(idempotency_key=key, **row))
+        keyed = {**row, "idempotency_key": key}
+        if not transactions.insert_new(conn, orders, keyed, ["user_id", "idempotency_key"]):
+            return None  # made before: ``find`` answers it
         conn.execute(
             order_items.insert(),
             [{"order_id": order_id, "position": i, **line} for i, line in enumerate(lines)],
@@ -152,21 +154,28 @@ async def transition(
     """Move a pending order to ``status``; ``(order, moved)``, ``(None, False)`` if unknown.
 
     One conditional UPDATE: only a pending order moves, so concurrent pay and cancel cannot both
-    win. When nothing moved, the caller judges the current state.
+    win; it answers the moved row (RETURNING), so only the items are read. When nothing moved,
+    the caller judges the current state.
     """
 
     def work(conn: Connection) -> tuple[Order | None, bool]:
-        result = conn.execute(
-            update(orders)
-            .where(
-                orders.c.id == order_id,
-                orders.c.user_id == user,
-                orders.c.status == "pending",
+        moved = (
+            conn.execute(
+                update(orders)
+                .where(
+                    orders.c.id == order_id,
+                    orders.c.user_id == user,
+                    orders.c.status == "pending",
+                )
+                .values(status=status, updated_at=now(), **values)
+                .returning(*orders.c)
             )
-            .values(status=status, updated_at=now(), **values)
+            .mappings()
+            .first()
         )
-        order = _one(conn, orders.c.id == order_id, orders.c.user_id == user)
-        return order, result.rowcount == 1
+        if moved is None:  # unknown, or not pending: the caller judges the order as it is
+            return _one(conn, orders.c.id == order_id, orders.c.user_id == user), False
+        return _with_items(conn, dict(moved)), True
 
     return await transactions.write(engine, work)
 
@@ -175,16 +184,23 @@ async def ship(engine: AsyncEngine, user: str, order_id: str, tracking_id: str) 
     """Set a paid order's tracking id once (one conditional UPDATE); the order as it is now."""
 
     def work(conn: Connection) -> Order | None:
-        conn.execute(
-            update(orders)
-            .where(
-                orders.c.id == order_id,
-                orders.c.user_id == user,
-                orders.c.status == "paid",
-                orders.c.tracking_id.is_(None),
+        shipped = (
+            conn.execute(
+                update(orders)
+                .where(
+                    orders.c.id == order_id,
+                    orders.c.user_id == user,
+                    orders.c.status == "paid",
+                    orders.c.tracking_id.is_(None),
+                )
+                .values(tracking_id=tracking_id, updated_at=now())
+                .returning(*orders.c)
             )
-            .values(tracking_id=tracking_id, updated_at=now())
+            .mappings()
+            .first()
         )
+        if shipped is not None:
+            return _with_items(conn, dict(shipped))
         return _one(conn, orders.c.id == order_id, orders.c.user_id == user)
 
     return await transactions.write(engine, work)
@@ -192,9 +208,10 @@ async def ship(engine: AsyncEngine, user: str, order_id: str, tracking_id: str) 
 
 def _one(conn: Connection, *where: Any) -> Order | None:
     row = conn.execute(select(orders).where(*where)).mappings().first()
-    if row is None:
-        return None
-    found = dict(row)
+    return None if row is None else _with_items(conn, dict(row))
+
+
+def _with_items(conn: Connection, found: dict[str, Any]) -> Order:
     items = conn.execute(
         select(order_items)
         .where(order_items.c.order_id == found["id"])

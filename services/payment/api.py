@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import Field
 
 from services import kit
+from services.kit.jsonio import json_response
 
 from . import cards, store
 
@@ -38,19 +39,22 @@ async def create_charge(request: web.Request) -> web.Response:
     key = kit.idempotency_key(request)
     body = await kit.read_json(request, NewCharge)
     db = request.app[kit.DB]
-    charge = await store.by_key(db, user, key)
-    created = False
-    if charge is None:
-        try:
-            facts = cards.check(
-                body.card.number,
-                body.card.exp_month,
-                body.card.exp_year,
-                body.card.cvc,
-                datetime.now(UTC).date(),
-            )
-        except cards.CardRejected as exc:
+    try:
+        facts = cards.check(
+            body.card.number,
+            body.card.exp_month,
+            body.card.exp_year,
+            body.card.cvc,
+            datetime.now(UTC).date(),
+        )
+    except cards.CardRejected as exc:
+        # A repeat is answered its recorded charge whatever card it carries now (say one that
+        # expired since); only a key with no charge hears that the card is unusable.
+        charge = await store.by_key(db, user, key)
+        if charge is None:
             raise kit.Problem(422, exc.detail, code=exc.code) from None
+        created = False
+    else:  # decided now; a repeat finds the charge recorded before (one write either way)
         await _card_network(request.app[LATENCY])
         charge, created = await store.record(
             db,
@@ -64,7 +68,7 @@ async def create_charge(request: web.Request) -> web.Response:
     answer = store.public(charge)
     if paid := await _settle(request, user, charge):
         answer["order"] = paid
-    return web.json_response(answer, status=201 if created else 200)
+    return json_response(answer, status=201 if created else 200)
 
 
 async def get_charge_by_key(request: web.Request) -> web.Response:
@@ -72,7 +76,7 @@ async def get_charge_by_key(request: web.Request) -> web.Response:
     charge = await store.by_key(request.app[kit.DB], user, request.match_info["key"])
     if charge is None:
         raise kit.Problem(404, "No charge was made with this key", code="unknown_charge")
-    return web.json_response(store.public(charge))
+    return json_response(store.public(charge))
 
 
 @kit.telemetry.step("payment.settle")

@@ -72,12 +72,13 @@ async def record(
     currency: str,
     card: CardFacts,
 ) -> tuple[Charge, bool]:
-    """Record the decided charge (committed); ``False`` when the key already had one."""
+    """Record the decided charge (committed): ``(charge, True)``; or ``(the charge recorded
+    before, False)`` when the key already had one (nothing is written then)."""
 
     def find(conn: Connection) -> Charge | None:
         return _one(conn, charges.c.user_id == user, charges.c.idempotency_key == key)
 
-    def make(conn: Connection) -> Charge:
+    def make(conn: Connection) -> Charge | None:
         stamp = now()
         row = {
             "id": "ch_" + secrets.token_hex(12),
@@ -96,8 +97,8 @@ async def record(
             "created_at": stamp,
             "updated_at": stamp,
         }
-        conn.execute(charges.insert().values(**row))
-        return row
+        keys = ["user_id", "idempotency_key"]
+        return row if transactions.insert_new(conn, charges, row, keys) else None
 
     return await transactions.once(engine, find, make)
 

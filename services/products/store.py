@@ -170,8 +170,10 @@ async def reserve(
             return None
         return replace(found, prices=_prices(conn, [pid for pid, _ in found.items]))
 
-    def make(conn: Connection) -> Reservation:
+    def make(conn: Connection) -> Reservation | None:
         prices = _hold(conn, key, items, created_at, created_at + ttl)
+        if prices is None:
+            return None  # held before: ``find`` answers it
         return Reservation(key, HELD, list(items), created_at, created_at + ttl, prices)
 
     return await transactions.once(engine, find, make)
@@ -183,19 +185,15 @@ def _hold(
     items: Sequence[tuple[str, int]],
     created_at: int,
     expires_at: int,
-) -> dict[str, tuple[str, int]]:
-    """Hold the items' stock; their names and prices, read in the same transaction."""
-    ids = [pid for pid, _ in items]
-    known = _prices(conn, ids)
-    if unknown := [pid for pid in ids if pid not in known]:
-        raise UnknownProducts(unknown)
+) -> dict[str, tuple[str, int]] | None:
+    """Hold the items' stock; their names and prices, as each hold's UPDATE answered them (None
+    when ``key`` was held before: nothing changes)."""
     # The reservation row first: a concurrent insert of the same key waits on it
-    # (PostgreSQL) and then fails, instead of holding stock twice.
-    conn.execute(
-        reservations.insert().values(
-            key=key, status=HELD, created_at=created_at, expires_at=expires_at
-        )
-    )
+    # (PostgreSQL) and then does nothing, instead of holding stock twice.
+    row = {"key": key, "status": HELD, "created_at": created_at, "expires_at": expires_at}
+    if not transactions.insert_new(conn, reservations, row, ["key"]):
+        return None
+    prices: dict[str, tuple[str, int]] = {}
     for pid, quantity in sorted(items):  # one lock order for every writer
         held = conn.execute(
             update(products)
@@ -204,12 +202,11 @@ def _hold(
                 available=products.c.available - quantity,
                 reserved=products.c.reserved + quantity,
             )
-        )
-        if held.rowcount != 1:
-            available = (
-                conn.execute(select(products.c.available).where(products.c.id == pid))
-            ).scalar_one()
-            raise OutOfStock(pid, available)
+            .returning(products.c.name, products.c.price_cents)
+        ).first()
+        if held is None:
+            raise _why_not_held(conn, [p for p, _ in items], pid)
+        prices[pid] = (held.name, held.price_cents)
     conn.execute(
         reservation_items.insert(),
         [
@@ -217,7 +214,15 @@ def _hold(
             for n, (pid, quantity) in enumerate(items)
         ],
     )
-    return known
+    return prices
+
+
+def _why_not_held(conn: Connection, ids: list[str], short: str) -> Exception:
+    """Why a hold failed: the items' products that do not exist, else ``short``'s stock."""
+    if unknown := [pid for pid in ids if pid not in _prices(conn, ids)]:
+        return UnknownProducts(unknown)
+    available = conn.execute(select(products.c.available).where(products.c.id == short))
+    return OutOfStock(short, available.scalar_one())
 
 
 def _prices(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
@@ -236,24 +241,12 @@ async def commit(engine: AsyncEngine, key: str) -> Reservation | None:
 
     Returns the reservation as it is afterwards (any status; the caller judges), or None.
     """
-
-    def work(conn: Connection) -> Reservation | None:
-        if _leave_held(conn, key, COMMITTED):
-            _move_stock(conn, key, to_sold=True)
-        return _load(conn, key)
-
-    return await transactions.write(engine, work)
+    return await transactions.write(engine, lambda conn: _leave_held(conn, key, COMMITTED))
 
 
 async def release(engine: AsyncEngine, key: str) -> Reservation | None:
     """``held -> released``, giving its items' stock back. Same answer as :func:`commit`."""
-
-    def work(conn: Connection) -> Reservation | None:
-        if _leave_held(conn, key, RELEASED):
-            _move_stock(conn, key, to_sold=False)
-        return _load(conn, key)
-
-    return await transactions.write(engine, work)
+    return await transactions.write(engine, lambda conn: _leave_held(conn, key, RELEASED))
 
 
 async def expire_due(engine: AsyncEngine, now: float) -> list[str]:
@@ -263,55 +256,51 @@ async def expire_due(engine: AsyncEngine, now: float) -> list[str]:
     """
 
     def work(conn: Connection) -> list[str]:
-        expired: list[str] = []
         due = conn.execute(
             select(reservations.c.key)
             .where(reservations.c.status == HELD, reservations.c.expires_at < now)
             .order_by(reservations.c.expires_at)
             .limit(SWEEP_BATCH)
         )
-        for key in due.scalars().all():
-            if _leave_held(conn, key, EXPIRED):
-                _move_stock(conn, key, to_sold=False)
-                expired.append(key)
-        return expired
+        expired = [_leave_held(conn, key, EXPIRED) for key in due.scalars().all()]
+        return [r.key for r in expired if r is not None and r.status == EXPIRED]
 
     return await transactions.write(engine, work)
 
 
-def _leave_held(conn: Connection, key: str, status: str) -> bool:
-    changed = conn.execute(
+def _leave_held(conn: Connection, key: str, status: str) -> Reservation | None:
+    """``held -> status`` with its stock moved (to sold when committed, else back to available);
+    the reservation as it is afterwards, or None when there is no such reservation."""
+    left = conn.execute(
         update(reservations)
         .where(reservations.c.key == key, reservations.c.status == HELD)
         .values(status=status)
-    )
-    return changed.rowcount == 1
-
-
-def _move_stock(conn: Connection, key: str, *, to_sold: bool) -> None:
-    items = conn.execute(
-        select(reservation_items.c.product_id, reservation_items.c.quantity)
-        .where(reservation_items.c.reservation_key == key)
-        .order_by(reservation_items.c.product_id)
-    )
-    for pid, quantity in items.all():
-        target = products.c.sold if to_sold else products.c.available
+        .returning(reservations.c.created_at, reservations.c.expires_at)
+    ).first()
+    if left is None:  # not held (any more): as it is
+        return _load(conn, key)
+    items = _items(conn, key)
+    target = products.c.sold if status == COMMITTED else products.c.available
+    for pid, quantity in sorted(items):  # one lock order for every writer
         conn.execute(
             update(products)
             .where(products.c.id == pid)
             .values({"reserved": products.c.reserved - quantity, target.key: target + quantity})
         )
+    return Reservation(key, status, items, left.created_at, left.expires_at)
+
+
+def _items(conn: Connection, key: str) -> list[tuple[str, int]]:
+    items = conn.execute(
+        select(reservation_items.c.product_id, reservation_items.c.quantity)
+        .where(reservation_items.c.reservation_key == key)
+        .order_by(reservation_items.c.line)
+    )
+    return [(p, q) for p, q in items.all()]
 
 
 def _load(conn: Connection, key: str) -> Reservation | None:
     row = (conn.execute(select(reservations).where(reservations.c.key == key))).first()
     if row is None:
         return None
-    items = conn.execute(
-        select(reservation_items.c.product_id, reservation_items.c.quantity)
-        .where(reservation_items.c.reservation_key == key)
-        .order_by(reservation_items.c.line)
-    )
-    return Reservation(
-        row.key, row.status, [(p, q) for p, q in items.all()], row.created_at, row.expires_at
-    )
+    return Reservation(row.key, row.status, _items(conn, key), row.created_at, row.expires_at)

@@ -54,9 +54,8 @@ async def test_a_keyed_write_is_done_once_however_many_ask_at_once(engines) -> N
         return conn.scalar(select(rows.c.n).where(rows.c.key == "k"))
 
     def make(n: int):  # type: ignore[no-untyped-def]
-        def insert(conn: Connection) -> int:
-            conn.execute(rows.insert().values(key="k", n=n))
-            return n
+        def insert(conn: Connection) -> int | None:
+            return n if transactions.insert_new(conn, rows, {"key": "k", "n": n}, ["key"]) else None
 
         return insert
 
