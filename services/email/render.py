@@ -14,6 +14,7 @@ _env = Environment(
     autoescape=select_autoescape(["html"]),  # the .txt body is plain text: never escaped
     undefined=StrictUndefined,  # a field the template needs and the order lacks is an error
     keep_trailing_newline=True,
+    auto_reload=False,  # templates ship with the code: no stat of their files per e-mail
 )
 
 

@@ -15,7 +15,9 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ FROM = "Mesh Boutique <orders@boutique.local>"
 IDLE_S = 5.0  # with nothing due, look again at least this often
 MAX_BACKOFF_S = 60.0
 GATHER_S = 0.2  # after a wake-up, e-mails queued meanwhile join the same round
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP  # readable where it is ASCII (base64 is the default for UTF-8)
 
 
 def backoff(attempts: int) -> float:
@@ -41,19 +45,28 @@ def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF_S, 2.0 ** (attempts - 1))
 
 
-def deliver(outbox: Path, row: store.Email, text: str, html: str) -> None:
-    """Write the e-mail to the outbox as a MIME message (text and HTML alternatives)."""
-    message = EmailMessage()
+def mime(row: store.Email, text: str, html: str) -> bytes:
+    """The e-mail as a MIME message: text and HTML alternatives, UTF-8, quoted-printable.
+
+    Built with the standard library's ``email.mime`` classes (the ``compat32`` policy): a
+    quarter of the CPU of ``EmailMessage``, whose header registry parses every header it is
+    given (about 1 CPU-ms an e-mail here); it still encodes a non-ASCII header (RFC 2047)."""
+    message = MIMEMultipart("alternative")
     message["From"] = FROM
     message["To"] = f"{row['user_id']}@users.boutique.local"
     message["Subject"] = row["subject"]
     message["Message-ID"] = f"<{row['id']}@boutique.local>"
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message.attach(MIMEText(text, "plain", _UTF8))
+    message.attach(MIMEText(html, "html", _UTF8))
+    return message.as_bytes()
+
+
+def deliver(outbox: Path, row: store.Email, text: str, html: str) -> None:
+    """Write the e-mail to the outbox as a MIME message (text and HTML alternatives)."""
     folder = outbox / row["user_id"]
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{row['id']}.eml.tmp"
-    partial.write_bytes(bytes(message))
+    partial.write_bytes(mime(row, text, html))
     partial.replace(folder / f"{row['id']}.eml")  # whole or not at all
 
 
