@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import Field
 
 from services import kit
+from services.kit.jsonio import json_response
 
 from . import catalog, store
 
@@ -29,8 +30,20 @@ def product_id(request: web.Request) -> str:
 
 
 async def get_cart(request: web.Request) -> web.Response:
+    """The cart priced live; with ``?priced=false`` only its lines' quantities (what the checkout
+    needs: it prices from the stock hold), without a look at the catalogue."""
     user = kit.user_id(request)
-    return web.json_response(await priced_cart(request, user))
+    priced = request.query.get("priced", "true")
+    if priced not in ("true", "false"):
+        raise kit.Problem(400, "priced is true or false", code="bad_query")
+    if priced == "false":
+        return json_response(quantities(await store.lines(request.app[kit.REDIS], user), user))
+    return json_response(await priced_cart(request, user))
+
+
+def quantities(lines: dict[str, int], user: str) -> dict[str, Any]:
+    items = [{"product_id": pid, "quantity": lines[pid]} for pid in sorted(lines)]
+    return {"user_id": user, "items": items, "item_count": sum(lines.values())}
 
 
 async def put_item(request: web.Request) -> web.Response:
@@ -40,7 +53,7 @@ async def put_item(request: web.Request) -> web.Response:
     redis = request.app[kit.REDIS]
     if body.quantity == 0:
         await store.remove_lines(redis, user, [pid])
-        return web.json_response(await priced_cart(request, user))
+        return json_response(await priced_cart(request, user))
     try:
         product = (await catalog.lookup(request, user, [pid]))[pid]
     except catalog.UnknownProducts:
@@ -61,14 +74,14 @@ async def put_item(request: web.Request) -> web.Response:
             code="cart_full",
             max_lines=store.MAX_LINES,
         )
-    return web.json_response(await priced_cart(request, user))
+    return json_response(await priced_cart(request, user))
 
 
 async def delete_item(request: web.Request) -> web.Response:
     user = kit.user_id(request)
     pid = product_id(request)
     await store.remove_lines(request.app[kit.REDIS], user, [pid])
-    return web.json_response(await priced_cart(request, user))
+    return json_response(await priced_cart(request, user))
 
 
 async def delete_cart(request: web.Request) -> web.Response:

@@ -81,8 +81,7 @@ async def checkout(saga: Saga) -> Order:
     never deleted and an order is only opened once its stock is held, so a hold made now means
     no earlier try has an order: only a repeat (the hold was there) looks for one.
     """
-    cart = await load_cart(saga)
-    hold = await reserve(saga, cart) if cart else None
+    hold = await hold_cart(saga)
     if hold is not None and hold.created:
         return await settle(saga, await place_order(saga, hold))
     order = await find_order(saga)
@@ -137,10 +136,25 @@ async def find_order(saga: Saga) -> Order | None:
     return found[0] if found else None
 
 
+async def hold_cart(saga: Saga) -> Hold | None:
+    """The cart's stock held (None: the cart is empty). The cart's lines are read without
+    pricing (the hold prices them); should the catalogue no longer have one of its products,
+    the cart is read priced, which drops such lines, and the rest is held."""
+    cart = await load_cart(saga, priced=False)
+    try:
+        return await reserve(saga, cart) if cart else None
+    except kit.Problem as problem:
+        if problem.details.get("code") != "unknown_product":
+            raise
+    cart = await load_cart(saga, priced=True)
+    return await reserve(saga, cart) if cart else None
+
+
 @kit.telemetry.step("checkout.load_cart")
-async def load_cart(saga: Saga) -> dict[str, int]:
+async def load_cart(saga: Saga, priced: bool) -> dict[str, int]:
     """The cart's lines: product id -> quantity."""
-    cart = (await saga.peers.get("cart", "/cart", user=saga.user)).expect(200)
+    path = "/cart" if priced else "/cart?priced=false"
+    cart = (await saga.peers.get("cart", path, user=saga.user)).expect(200)
     return {item["product_id"]: item["quantity"] for item in cart["items"]}
 
 

@@ -232,6 +232,29 @@ async def test_a_cold_cache_with_products_down_is_503_naming_products(
     assert await cart_of(api) == {MUG: "2"}
 
 
+async def test_the_lines_alone_are_read_without_the_catalogue(
+    api: ContractClient,
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    clean_redis: str,
+) -> None:
+    await ok(await put(api, MUG, 2))
+    await ok(await put(api, WATCH, 1))
+    await api.app[kit.REDIS].delete(f"product:{MUG}", f"product:{WATCH}")  # a cold cache
+    offline = await offline_cart(aiohttp_client, tmp_path, clean_redis)  # and products down
+
+    lines = await ok(await offline.get("/cart?priced=false", headers=ALICE))
+    assert lines == {
+        "user_id": "u_alice",
+        "items": [{"product_id": WATCH, "quantity": 1}, {"product_id": MUG, "quantity": 2}],
+        "item_count": 3,
+    }
+    empty = await ok(await offline.get("/cart?priced=false", headers=BOB))
+    assert empty == {"user_id": "u_bob", "items": [], "item_count": 0}
+    await problem(await api.get("/cart?priced=no", headers=ALICE), 400, "bad_query")
+    assert await cart_of(api) == {MUG: "2", WATCH: "1"}
+
+
 async def test_more_than_available_is_409_with_available(service) -> None:  # type: ignore[no-untyped-def]
     api = await service("cart", peers=["products"], PRODUCTS_STOCK="5")
     await ok(await put(api, MUG, 1))
