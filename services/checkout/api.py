@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from services import kit
+from services.kit.jsonio import json_response
 
 from . import saga
 
@@ -66,7 +67,7 @@ async def post_checkout(request: web.Request) -> web.Response:
         body.address.model_dump() if body.address else None,
     )
     order = await saga.checkout(run)
-    return web.json_response(order, status=201)
+    return json_response(order, status=201)
 
 
 routes = [web.post("/checkout", post_checkout)]

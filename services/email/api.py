@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import Field
 
 from services import kit
+from services.kit.jsonio import json_response
 
 from . import render, store
 from .sender import WAKE
@@ -53,7 +54,7 @@ async def queue_confirmation(request: web.Request) -> web.Response:
         payload=order,
     )
     request.app[WAKE].set()
-    return web.json_response(store.summary(email), status=202)
+    return json_response(store.summary(email), status=202)
 
 
 async def list_emails(request: web.Request) -> web.Response:
@@ -61,7 +62,7 @@ async def list_emails(request: web.Request) -> web.Response:
     limit = kit.int_query(request, "limit", 20, 1, 100)
     offset = kit.int_query(request, "offset", 0, 0, 1_000_000)
     found, total = await store.page(request.app[kit.DB], user, limit, offset)
-    return web.json_response(
+    return json_response(
         {
             "emails": [store.summary(e) for e in found],
             "total": total,
@@ -79,7 +80,7 @@ async def get_email(request: web.Request) -> web.Response:
         found = await store.get(request.app[kit.DB], user, email_id)
     if found is None:  # someone else's is unknown too
         raise kit.Problem(404, f"No e-mail {email_id!r}", code="unknown_email")
-    return web.json_response(store.public(found))
+    return json_response(store.public(found))
 
 
 routes = [

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from services import kit
+from services.kit.jsonio import json_response
 
 from . import store
 
@@ -64,7 +65,7 @@ async def create_order(request: web.Request) -> web.Response:
         body.currency,
         body.shipping_cents,
     )
-    return web.json_response(order, status=201 if created else 200)
+    return json_response(order, status=201 if created else 200)
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -77,7 +78,7 @@ async def list_orders(request: web.Request) -> web.Response:
         found, total = ([order] if order and offset == 0 else []), (1 if order else 0)
     else:
         found, total = await store.page(request.app[kit.DB], user, limit, offset)
-    return web.json_response({"orders": found, "total": total, "limit": limit, "offset": offset})
+    return json_response({"orders": found, "total": total, "limit": limit, "offset": offset})
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -86,7 +87,7 @@ async def get_order(request: web.Request) -> web.Response:
     order = await store.get(request.app[kit.DB], user, order_id) if _is_id(order_id) else None
     if order is None:
         raise _unknown(order_id)
-    return web.json_response(order)
+    return json_response(order)
 
 
 async def pay_order(request: web.Request) -> web.Response:
@@ -100,7 +101,7 @@ async def pay_order(request: web.Request) -> web.Response:
             f"Order {order_id} is {order['status']} and cannot be paid by this charge",
             code="order_not_payable",
         )
-    return web.json_response(order)
+    return json_response(order)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -116,7 +117,7 @@ async def cancel_order(request: web.Request) -> web.Response:
             f"Order {order_id} is {order['status']} and cannot be cancelled",
             code="order_not_cancellable",
         )
-    return web.json_response(order)
+    return json_response(order)
 
 
 async def ship_order(request: web.Request) -> web.Response:
@@ -134,7 +135,7 @@ async def ship_order(request: web.Request) -> web.Response:
             + (f", shipped as {order['tracking_id']}" if order["tracking_id"] else ""),
             code="order_not_shippable",
         )
-    return web.json_response(order)
+    return json_response(order)
 
 
 async def _transition(
