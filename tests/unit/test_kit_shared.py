@@ -15,7 +15,7 @@ from mesh import topology
 from services import kit
 from services.kit import openapi
 from services.kit.keys import OPENAPI_TEXT
-from services.kit.transactions import once
+from services.kit.transactions import insert_new, once
 from tests.conftest import build_app, service_settings
 
 SERVICES = sorted(name for name in topology.load().services if name != "frontend")
@@ -98,9 +98,8 @@ def find(conn: Connection) -> int | None:
 
 
 def maker(n: int):  # type: ignore[no-untyped-def]
-    def make(conn: Connection) -> int:
-        conn.execute(things.insert().values(key="k1", n=n))
-        return n
+    def make(conn: Connection) -> int | None:
+        return n if insert_new(conn, things, {"key": "k1", "n": n}, ["key"]) else None
 
     return make
 
@@ -113,13 +112,14 @@ async def test_a_repeated_key_answers_the_first_result_and_writes_nothing(engine
 
 
 async def test_a_concurrent_writer_that_won_the_race_gives_the_answer(engine) -> None:  # type: ignore[no-untyped-def]
-    """Where BEGIN does not serialise writers (PostgreSQL), both may find nothing; the loser's
-    insert breaks the unique key, and the winner's row is its answer."""
+    """A ``make`` that inserts without ``insert_new`` and loses the race to a twin breaks the
+    unique key; the winner's row is its answer, and nothing else is written."""
     await once(engine, find, maker(1))
-    seen: list[int | None] = []
 
-    def blind_first(conn: Connection) -> int | None:  # the race: nothing seen yet
-        seen.append(None if not seen else find(conn))
-        return seen[-1]
+    def plain(conn: Connection) -> int:
+        conn.execute(things.insert().values(key="k1", n=2))
+        return 2
 
-    assert await once(engine, blind_first, maker(2)) == (1, False)
+    assert await once(engine, find, plain) == (1, False)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(things.c.n))).scalars().all() == [1]
