@@ -33,9 +33,13 @@ def create_app(
     ``openapi`` is the service's contract, served at ``/openapi.yaml`` and ``/openapi.json`` as one
     document, with the kit's shared components bundled in (see :mod:`services.kit.openapi`).
     """
-    telemetry.instrument_server()
     app = web.Application(
-        middlewares=[telemetry.traceresponse_middleware, user_token_middleware, problem_middleware],
+        middlewares=[
+            telemetry.server_middleware,  # first: its span sees every answer's final status
+            telemetry.traceresponse_middleware,
+            user_token_middleware,
+            problem_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -10,10 +10,12 @@ spans, and keeps the encoding of attribute pairs that repeat (``http.request.met
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -34,6 +36,10 @@ _PACK_Q, _PACK_D, _PACK_I = (
     struct.Struct("<I").pack,
 )
 _SCALARS = (str, int, float, bytes, bool)
+_CREDENTIALS = (  # an OpenTelemetry credential provider makes the exporter's session
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+)
 _CACHE_LIMIT = 20_000  # remembered attribute pairs; forgotten all at once when full
 
 
@@ -92,7 +98,7 @@ class SpanEncoder:
 
     def __init__(self) -> None:
         self._pairs: dict[tuple[str, type, Any], bytes] = {}
-        self._resources: dict[Any, bytes] = {}
+        self._resources: dict[int, tuple[Any, bytes]] = {}
         self._scopes: dict[Any, bytes] = {}
 
     def attributes(self, tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
@@ -119,12 +125,20 @@ class SpanEncoder:
         return b"".join(out)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        grouped: dict[Any, dict[Any, list[bytes]]] = {}
+        # grouped by the resource object: a Resource hashes by json.dumps of its attributes,
+        # and a process has one (equal resources that are distinct objects are merged below)
+        grouped: dict[int, dict[Any, list[bytes]]] = {}
+        resources: dict[int, Any] = {}
         for span in spans:
-            scopes = grouped.setdefault(span.resource, {})
+            resource = span.resource
+            scopes = grouped.get(id(resource))
+            if scopes is None:
+                scopes = grouped[id(resource)] = {}
+                resources[id(resource)] = resource
             scopes.setdefault(span.instrumentation_scope or None, []).append(self.span(span))
         out = []
-        for resource, scopes in grouped.items():
+        for key, scopes in _merge_equal(grouped, resources):
+            resource = resources[key]
             body = [self._resource(resource)]
             for scope, encoded in scopes.items():
                 scope_spans = [self._scope(scope)]
@@ -137,11 +151,11 @@ class SpanEncoder:
         return b"".join(out)
 
     def _resource(self, resource: Any) -> bytes:
-        encoded = self._resources.get(resource)
-        if encoded is None:
-            encoded = _field(b"\x0a", self.attributes(b"\x0a", resource.attributes))
-            self._resources[resource] = encoded
-        return encoded
+        encoded = self._resources.get(id(resource))
+        if encoded is None or encoded[0] is not resource:
+            body = _field(b"\x0a", self.attributes(b"\x0a", resource.attributes))
+            encoded = self._resources[id(resource)] = (resource, body)
+        return encoded[1]
 
     def _scope(self, scope: Any) -> bytes:
         encoded = self._scopes.get(scope)
@@ -198,6 +212,20 @@ class SpanEncoder:
         return b"".join(parts)
 
 
+def _merge_equal(
+    grouped: dict[int, dict[Any, list[bytes]]], resources: dict[int, Any]
+) -> list[tuple[int, dict[Any, list[bytes]]]]:
+    """The groups, those of equal resources (rare: distinct objects) merged into the first."""
+    if len(grouped) == 1:
+        return list(grouped.items())
+    merged: dict[Any, tuple[int, dict[Any, list[bytes]]]] = {}
+    for key, scopes in grouped.items():
+        first = merged.setdefault(resources[key], (key, {}))
+        for scope, encoded in scopes.items():
+            first[1].setdefault(scope, []).extend(encoded)
+    return list(merged.values())
+
+
 def _flags(parent: Any) -> int:
     if parent is not None and parent.is_remote:
         return _HAS_IS_REMOTE | _IS_REMOTE
@@ -209,6 +237,11 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
     and ``OTEL_EXPORTER_OTLP_*`` settings), with :class:`SpanEncoder` writing the bytes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "session" not in kwargs and not any(k in os.environ for k in _CREDENTIALS):
+            # requests looks for proxies and reads ~/.netrc on every POST otherwise
+            session = requests.Session()
+            session.trust_env = False
+            kwargs["session"] = session
         super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
 

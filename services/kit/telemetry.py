@@ -1,7 +1,10 @@
 """OpenTelemetry for every service, set up once per process.
 
 Spans: the aiohttp server (one SERVER span per request, continuing the caller's W3C
-``traceparent``), the peer client (CLIENT spans, named ``GET products``), SQLAlchemy and Redis.
+``traceparent``: :func:`server_middleware`), the peer client (CLIENT spans, named ``GET
+products``: :func:`client_trace_config`), SQLAlchemy and Redis. The HTTP spans are our own
+(``httpspans.py``): OpenTelemetry's aiohttp instrumentations built twice the attributes through
+several layers and recorded metrics nobody reads, on every request, traced or not.
 The standard ``OTEL_*`` variables are honoured: ``OTEL_SERVICE_NAME`` and
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``OTEL_TRACES_SAMPLER``
 (and ``_ARG``), ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or ``none``), ``OTEL_BSP_*``,
@@ -10,68 +13,38 @@ The standard ``OTEL_*`` variables are honoured: ``OTEL_SERVICE_NAME`` and
 flushed at shutdown.
 
 Apps always carry the instrumentation; without :func:`setup` (as in unit tests) it talks to
-OpenTelemetry's no-op provider and costs next to nothing.
+OpenTelemetry's no-op provider and only passes the caller's ``traceparent`` on.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from aiohttp import TraceConfig, web
-from yarl import URL
-
-# Health probes are not traffic anyone wants to read in a trace.
-os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "/healthz,/readyz")
-
-from opentelemetry import trace  # noqa: E402
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config  # noqa: E402
-from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor  # noqa: E402
-from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: E402
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor  # noqa: E402
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
 )
-from opentelemetry.trace import Status, StatusCode  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+from opentelemetry.trace import Status, StatusCode
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .problems import Problem  # noqa: E402
+from .httpspans import client_trace_config as client_trace_config
+from .httpspans import server_middleware as server_middleware
+from .problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 tracer = trace.get_tracer("boutique")
-
-
-def instrument_server() -> None:
-    """SERVER spans for every ``web.Application`` made from now on (idempotent).
-
-    The instrumentor puts its middleware first, outside ours, so a span sees the final status
-    of every answer, problems included.
-    """
-    with warnings.catch_warnings():
-        # The instrumentor subclasses web.Application, which aiohttp discourages; it is theirs.
-        warnings.filterwarnings("ignore", "Inheritance class", DeprecationWarning)
-        AioHttpServerInstrumentor().instrument()
-
-
-def client_trace_config(peer_urls: dict[str, str]) -> TraceConfig:
-    """CLIENT spans for peer calls, named ``<METHOD> <peer>`` however the peer is reached."""
-    by_authority = {URL(url).raw_authority: peer for peer, url in peer_urls.items()}
-
-    def name_after_peer(span: trace.Span, params: Any) -> None:
-        if span.is_recording():
-            peer = by_authority.get(params.url.raw_authority, params.url.host)
-            span.update_name(f"{params.method} {peer}")
-
-    return create_trace_config(request_hook=name_after_peer)
 
 
 def instrument_engine(engine: AsyncEngine) -> None:

@@ -7,17 +7,19 @@ import asyncio
 import math
 from pathlib import Path
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 from services.kit.otlp import LeanOTLPSpanExporter, SpanEncoder
+from tests.conftest import closed_port
 from tests.polling import eventually
 from tracestore.server import start
 
@@ -119,5 +121,32 @@ async def test_spans_exported_in_batches_all_arrive_in_the_trace_store(tmp_path:
         for spans in found.values():
             step, request = sorted(spans, key=lambda pair: pair[0]["operationName"])[::-1]
             assert step[0]["references"][0]["spanID"] == request[0]["spanID"]
+    finally:
+        await server.close()
+
+
+def test_equal_resources_of_distinct_objects_are_one_resource_as_in_opentelemetry() -> None:
+    """The encoder groups by the resource object (hashing a Resource runs json.dumps); equal
+    resources of distinct objects still make one ResourceSpans, as OpenTelemetry's does."""
+    spans = made_spans() + made_spans()  # the second call's resources: equal, other objects
+    ours = ExportTraceServiceRequest.FromString(SpanEncoder().encode(spans))
+    assert ours == encode_spans(spans)
+    assert len(ours.resource_spans) == 2
+
+
+async def test_spans_go_straight_to_the_collector_whatever_proxy_the_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests would look up proxies and ~/.netrc for every POST; the exporter's session does
+    not read the environment, so an HTTP_PROXY meant for other traffic does not take spans."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("NO_PROXY", "")
+    server = await start(tmp_path / "traces.db", otlp_port=0, query_port=0)
+    try:
+        exporter = LeanOTLPSpanExporter(endpoint=f"{server.otlp_url}/v1/traces")
+        spans = made_spans()
+        result = await asyncio.to_thread(exporter.export, spans)
+        assert result == SpanExportResult.SUCCESS
+        assert server.store.span_count == len(spans)
     finally:
         await server.close()

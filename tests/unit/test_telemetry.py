@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
+import aiohttp
 import pytest
-from opentelemetry import trace
+from aiohttp import web
+from multidict import CIMultiDict
+from opentelemetry import context, trace
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
-from services.kit import telemetry
+from services.kit import httpspans, telemetry
+from tests.conftest import build_app, closed_port, service_settings
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
 
@@ -123,3 +129,134 @@ async def test_answers_carry_their_trace_id_errors_included(
         if s.kind == SpanKind.SERVER
     }
     assert ok.headers["traceresponse"].split("-")[2] in server_ids
+
+
+async def test_http_spans_carry_method_route_status_url_and_peer(
+    service,
+    spans: InMemorySpanExporter,  # type: ignore[no-untyped-def]
+) -> None:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        pytest.skip("another test set a different tracer provider first")
+    api = await service("cart", peers=["products"])
+    spans.clear()
+    resp = await api.put(
+        "/cart/items/speckled-mug?x=1",
+        json={"quantity": 1},
+        headers={"X-User-Id": "u_attrs", "User-Agent": "shopper/1.0"},
+    )
+    assert resp.status == 200
+    got = spans.get_finished_spans()
+    server = by_name(got, "PUT /cart/items/{product_id}")
+    host, port = resp.url.host, resp.url.port
+    assert dict(server.attributes or {}) == {
+        "http.method": "PUT",
+        "http.scheme": "http",
+        "http.flavor": "1.1",
+        "http.target": "/cart/items/speckled-mug?x=1",
+        "http.url": f"http://{host}:{port}/cart/items/speckled-mug?x=1",
+        "http.route": "/cart/items/{product_id}",
+        "net.host.name": host,
+        "net.host.port": port,
+        "http.user_agent": "shopper/1.0",
+        "http.status_code": 200,
+    }
+    assert server.status.status_code == StatusCode.UNSET and not server.parent
+    client = by_name(got, "GET products")
+    attrs = dict(client.attributes or {})
+    assert re.fullmatch(
+        r"http://127\.0\.0\.1:\d+/products\?ids=speckled-mug", attrs.pop("http.url")
+    )
+    assert attrs == {"http.method": "GET", "peer.service": "products", "http.status_code": 200}
+    assert client.instrumentation_scope.name == server.instrumentation_scope.name
+
+
+async def test_failing_calls_mark_the_client_and_server_spans(
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    spans: InMemorySpanExporter,
+    tmp_path: Path,
+    clean_redis: str,
+) -> None:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        pytest.skip("another test set a different tracer provider first")
+    down = f"products=http://127.0.0.1:{closed_port()}"
+    app = build_app("cart", service_settings("cart", tmp_path, clean_redis, PEER_URLS=down))
+    api = await aiohttp_client(app)
+    spans.clear()
+    resp = await api.put(
+        "/cart/items/speckled-mug", json={"quantity": 1}, headers={"X-User-Id": "u_down"}
+    )
+    assert resp.status == 503
+    got = spans.get_finished_spans()
+    server = by_name(got, "PUT /cart/items/{product_id}")
+    assert server.status.status_code == StatusCode.ERROR
+    assert server.attributes and server.attributes["http.status_code"] == 503
+    client = by_name(got, "GET products")
+    assert client.status.status_code == StatusCode.ERROR
+    assert [e.name for e in client.events] == ["exception"]
+    missing = await api.get("/no/such/path")
+    assert missing.status == 404
+    (not_found,) = [s for s in spans.get_finished_spans() if s.name == "GET"]
+    assert not_found.status.status_code == StatusCode.UNSET  # a 4xx is the caller's error
+    assert not_found.attributes and not_found.attributes["http.status_code"] == 404
+
+
+@pytest.fixture
+async def echo(aiohttp_server):  # type: ignore[no-untyped-def]
+    """A peer that answers the trace headers it was sent."""
+
+    async def headers(request: web.Request) -> web.Response:
+        names = ("traceparent", "tracestate")
+        return web.json_response({k: request.headers.get(k) for k in names})
+
+    app = web.Application()
+    app.router.add_get("/headers", headers)
+    return await aiohttp_server(app)
+
+
+async def call_echo(echo, incoming: dict[str, str]) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
+    """The trace headers a peer gets from a call made while handling a request that came
+    with ``incoming``."""
+    url = f"http://127.0.0.1:{echo.port}"
+    token = context.attach(httpspans._extract(CIMultiDict(incoming)))
+    try:
+        async with (
+            aiohttp.ClientSession(
+                trace_configs=[telemetry.client_trace_config({"echo": url})]
+            ) as http,
+            http.get(url + "/headers") as resp,
+        ):
+            return await resp.json()
+    finally:
+        context.detach(token)
+
+
+async def test_without_tracing_the_callers_traceparent_goes_on_as_it_came(
+    echo,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trace, "get_tracer_provider", NoOpTracerProvider)
+    incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    sent = await call_echo(echo, {"traceparent": incoming})
+    assert sent == {"traceparent": incoming, "tracestate": None}
+    assert await call_echo(echo, {}) == {"traceparent": None, "tracestate": None}
+    bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"  # upper case: invalid
+    assert await call_echo(echo, {"traceparent": bad}) == {"traceparent": None, "tracestate": None}
+
+
+async def test_a_call_passes_on_its_own_span_and_the_callers_trace_state(
+    echo,  # type: ignore[no-untyped-def]
+    spans: InMemorySpanExporter,
+) -> None:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        pytest.skip("another test set a different tracer provider first")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    for extra in ({}, {"tracestate": "vendor=1"}):
+        spans.clear()
+        sent = await call_echo(echo, {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", **extra})
+        (client,) = spans.get_finished_spans()
+        assert (
+            client.name == "GET echo"
+            and format(client.parent.span_id, "016x") == "00f067aa0ba902b7"
+        )
+        assert sent["traceparent"] == f"00-{trace_id}-{client.context.span_id:016x}-01"
+        assert sent["tracestate"] == extra.get("tracestate")
