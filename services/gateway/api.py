@@ -12,10 +12,10 @@ from pydantic import Field, field_validator
 
 from services import kit
 from services.kit.app import openapi_json, openapi_yaml
-from services.kit.jsonio import json_response
+from services.kit.jsonio import json_body, json_response
 
 from . import auth, store
-from .relay import relay, with_image_url
+from .relay import LISTING, PRODUCT_PAGES, relay, with_image_url
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 PATH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -145,14 +145,14 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def list_products(request: web.Request) -> web.Response:
-    data = relay(await kit.peers(request).get("products", "/products"), 200)
-    return json_response({"products": [with_image_url(p) for p in data["products"]]})
+    reply = await kit.peers(request).get("products", "/products")
+    return json_body(request.app[LISTING].answer("", reply))
 
 
 async def get_product(request: web.Request) -> web.Response:
     pid = _path_id(request, "product")
-    data = relay(await kit.peers(request).get("products", f"/products/{pid}"), 200)
-    return json_response(with_image_url(data))
+    reply = await kit.peers(request).get("products", f"/products/{pid}")
+    return json_body(request.app[PRODUCT_PAGES].answer(pid, reply))
 
 
 async def product_image(request: web.Request) -> web.Response:

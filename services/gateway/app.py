@@ -9,6 +9,7 @@ from aiohttp import web
 from services import kit
 
 from . import api, auth, ratings, store, tokens
+from .relay import LISTING, PRODUCT_PAGES, Rewrites, public_listing, public_product
 
 
 def create_app(settings: kit.Settings | None = None) -> web.Application:
@@ -21,6 +22,8 @@ def create_app(settings: kit.Settings | None = None) -> web.Application:
     )
     app[auth.SESSION_TTL] = auth.session_ttl(settings)
     app[tokens.SIGNER] = tokens.signer_from(settings)
+    app[LISTING] = Rewrites(public_listing)
+    app[PRODUCT_PAGES] = Rewrites(public_product)
     return app
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from aiohttp import web
+
 from services import kit
+from services.kit.jsonio import JSON_TYPE, dumps
 
 
 class PeerProblem(kit.Problem):
@@ -42,3 +46,48 @@ def image_url(product_id: str) -> str:
 def with_image_url(item: dict[str, Any], id_field: str = "id") -> dict[str, Any]:
     """``item`` plus the public ``image_url`` of its product."""
     return {**item, "image_url": image_url(item[id_field])}
+
+
+class Rewrites:
+    """The gateway's encoded answer for a peer's answer it has seen before, kept by the bytes.
+
+    Products answers the same bytes for as long as the catalogue does not change, and the
+    public answer is a pure function of those bytes (``rewrite``). So the last answer per
+    ``key`` is kept with the bytes it came from, and a reply with the very same bytes gets it
+    again without being decoded, rewritten and encoded. Products is still asked every time:
+    stock is as fresh as its answer. Anything but a JSON 200 goes through ``relay`` as ever.
+    """
+
+    def __init__(self, rewrite: Callable[[Any], Any], limit: int = 1024) -> None:
+        self._rewrite = rewrite
+        self._limit = limit  # keys are ids products knew (a 200), but the cache stays bounded
+        self._seen: dict[str, tuple[bytes, bytes]] = {}
+
+    def answer(self, key: str, reply: kit.PeerReply) -> bytes:
+        seen = self._seen.get(key)
+        json_200 = reply.status == 200 and reply.content_type == JSON_TYPE
+        if seen is not None and json_200 and reply.raw == seen[0]:
+            return seen[1]
+        body = dumps(self._rewrite(relay(reply, 200)))
+        if json_200:
+            if len(self._seen) >= self._limit:
+                self._seen.clear()
+            self._seen[key] = (reply.raw, body)
+        return body
+
+    def kept(self, key: str) -> bytes | None:
+        """The answer kept for ``key``, if any."""
+        seen = self._seen.get(key)
+        return None if seen is None else seen[1]
+
+
+def public_product(item: dict[str, Any]) -> dict[str, Any]:
+    return with_image_url(item)
+
+
+def public_listing(data: dict[str, Any]) -> dict[str, Any]:
+    return {"products": [with_image_url(p) for p in data["products"]]}
+
+
+LISTING: web.AppKey[Rewrites] = web.AppKey("gateway_listing", Rewrites)
+PRODUCT_PAGES: web.AppKey[Rewrites] = web.AppKey("gateway_product_pages", Rewrites)

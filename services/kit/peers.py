@@ -9,7 +9,6 @@ timeouts or TLS here: those are the mesh's job.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -23,12 +22,38 @@ from .problems import Problem
 from .settings import Settings
 from .validation import USER_HEADER
 
+_UNREAD: Any = object()
 
-@dataclass(frozen=True)
+
 class PeerReply:
-    peer: str
-    status: int
-    data: Any
+    """A peer's answer: its status, its body as sent (``raw``), and the body decoded (``data``:
+    JSON, else text; decoded on first use, so an answer passed on as bytes is never decoded)."""
+
+    __slots__ = ("peer", "status", "raw", "content_type", "_data")
+
+    def __init__(
+        self,
+        peer: str,
+        status: int,
+        data: Any = _UNREAD,
+        *,
+        raw: bytes = b"",
+        content_type: str = "",
+    ) -> None:
+        self.peer = peer
+        self.status = status
+        self.raw = raw
+        self.content_type = content_type
+        self._data = data
+
+    @property
+    def data(self) -> Any:
+        if self._data is _UNREAD:
+            self._data = _decode(self.raw, self.content_type)
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"PeerReply({self.peer!r}, {self.status}, {self.data!r})"
 
     def expect(self, *statuses: int) -> Any:
         """The body when the status is one of ``statuses``; otherwise a problem for our caller.
@@ -100,7 +125,7 @@ class PeerClient:
                 proxy=self._settings.peer_proxy,
             ) as resp:
                 raw = await resp.read()
-                return PeerReply(peer, resp.status, _decode(raw, resp.content_type))
+                return PeerReply(peer, resp.status, raw=raw, content_type=resp.content_type)
         except aiohttp.ClientError as exc:
             raise Problem(
                 503,

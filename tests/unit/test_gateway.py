@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from services import kit
 from services.gateway import store
+from services.gateway.relay import LISTING, PRODUCT_PAGES
 from tests.asserts import ok, problem
 from tests.conftest import build_app, closed_port, service_settings
 from tests.contract import ContractClient
@@ -313,6 +314,33 @@ async def test_catalog_lists_products_with_their_images(shop: ContractClient) ->
         assert "<svg" in await resp.text() and "max-age" in resp.headers["Cache-Control"]
     one = await ok(await shop.get(f"/api/products/{MUG}"))
     assert one == next(p for p in products if p["id"] == MUG)
+
+
+async def test_catalogue_answers_follow_stock_at_once_and_are_reused_while_it_stands(
+    shop: ContractClient,
+) -> None:
+    listing, page = shop.app[LISTING], shop.app[PRODUCT_PAGES]
+    first = await ok(await shop.get("/api/products"))
+    mug = await ok(await shop.get(f"/api/products/{MUG}"))
+    kept_listing, kept_page = listing.kept(""), page.kept(MUG)
+    assert kept_listing is not None and kept_page is not None
+    # Nothing changed: products answers the same bytes, and the gateway's answer is reused.
+    assert await ok(await shop.get("/api/products")) == first
+    assert await ok(await shop.get(f"/api/products/{MUG}")) == mug
+    assert listing.kept("") is kept_listing and page.kept(MUG) is kept_page
+
+    ada = await signed_in(shop)
+    await ok(await shop.put(f"/api/cart/items/{MUG}", json={"quantity": 2}, headers=ada))
+    paying = {**ada, "Idempotency-Key": "reuse-check-0001"}
+    await ok(await shop.post("/api/checkout", json={"card": GOOD_CARD}, headers=paying), 201)
+    # Two sold: both answers show it at once, never the kept ones.
+    after = await ok(await shop.get("/api/products"))
+    sold = next(p for p in after["products"] if p["id"] == MUG)
+    assert sold["available"] == mug["available"] - 2
+    assert (await ok(await shop.get(f"/api/products/{MUG}")))["available"] == sold["available"]
+    assert listing.kept("") is not kept_listing and page.kept(MUG) is not kept_page
+    others = [p for p in after["products"] if p["id"] != MUG]
+    assert others == [p for p in first["products"] if p["id"] != MUG]
 
 
 async def test_unknown_products_are_404s_passed_through(shop: ContractClient) -> None:
