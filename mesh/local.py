@@ -49,7 +49,8 @@ class LocalOptions:
     ports: dict[str, int] = field(default_factory=dict)  # app port overrides (no-mesh mode)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every service
     fresh: bool = False  # start from empty stores
-    envoy_concurrency: int = 2  # worker threads per Envoy
+    # worker threads per Envoy: one, as compose runs them (docs/performance.md, issue 15)
+    envoy_concurrency: int = 1
     tracing: bool = True  # apps and sidecars send spans to the local trace store
     otlp_port: int = DEFAULT.otlp  # the trace store's OTLP/HTTP receiver
     traces_port: int = DEFAULT.traces  # the trace store's Jaeger query API and trace view

@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the mesh with the topology's replicas (default: one of each, as without it)",
     )
     knobs = parser.add_argument_group("knobs (the default is what `boutique up` runs)")
-    knobs.add_argument("--envoy-concurrency", type=positive(int), default=2, metavar="N")
+    knobs.add_argument("--envoy-concurrency", type=positive(int), default=1, metavar="N")
     knobs.add_argument("--no-keepalive", action="store_true", help="the client reconnects")
     knobs.add_argument("--sidecar-http2", action="store_true", help="HTTP/2 between sidecars")
     knobs.add_argument(

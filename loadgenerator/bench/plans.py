@@ -214,7 +214,7 @@ VARIANTS: dict[str, tuple[bool, bool, Callable[[], Knobs]]] = {
     # name: (mesh, tracing, knobs)
     "no-mesh": (False, False, Knobs),
     "baseline": (True, False, Knobs),
-    "envoy-concurrency-1": (True, False, lambda: Knobs(envoy_concurrency=1)),
+    "envoy-concurrency-2": (True, False, lambda: Knobs(envoy_concurrency=2)),
     "client-keepalive-off": (True, False, lambda: Knobs(keepalive=False)),
     "sidecar-http2": (True, False, lambda: Knobs(sidecar_http2=True)),
     "sidecar-no-pool": (True, False, lambda: Knobs(sidecar_pool=False)),

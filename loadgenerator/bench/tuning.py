@@ -19,7 +19,7 @@ from mesh.render.envoy import EnvoyOptions
 
 @dataclass
 class Knobs:
-    envoy_concurrency: int = 2  # Envoy worker threads (`--concurrency`)
+    envoy_concurrency: int = 1  # Envoy worker threads (`--concurrency`)
     keepalive: bool = True  # the load client reuses its connections
     sidecar_http2: bool = False  # sidecars (and the ingress) talk HTTP/2 to each other
     sidecar_pool: bool = True  # False: one request per connection between sidecars (new mTLS)
