@@ -67,14 +67,15 @@ async def put_item(request: web.Request) -> web.Response:
             product_id=pid,
             available=product.available,
         )
-    if not await store.set_line(redis, user, pid, body.quantity):
+    lines = await store.set_line(redis, user, pid, body.quantity)
+    if lines is None:
         raise kit.Problem(
             409,
             f"A cart holds at most {store.MAX_LINES} different products",
             code="cart_full",
             max_lines=store.MAX_LINES,
         )
-    return json_response(await priced_cart(request, user))
+    return json_response(await priced_cart(request, user, lines, {pid: product}))
 
 
 async def delete_item(request: web.Request) -> web.Response:
@@ -90,10 +91,20 @@ async def delete_cart(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def priced_cart(request: web.Request, user: str) -> dict[str, Any]:
-    """The cart with live names, prices and stock; products gone from the catalog are dropped."""
-    lines = await store.lines(request.app[kit.REDIS], user)
-    products = await _live_products(request, user, sorted(lines))
+async def priced_cart(
+    request: web.Request,
+    user: str,
+    lines: dict[str, int] | None = None,
+    known: dict[str, catalog.Product] | None = None,
+) -> dict[str, Any]:
+    """The cart with live names, prices and stock; products gone from the catalog are dropped.
+    ``lines``: the cart's lines when the caller has just read them; ``known``: products the
+    caller has just looked up (not looked up again)."""
+    if lines is None:
+        lines = await store.lines(request.app[kit.REDIS], user)
+    known = {pid: p for pid, p in (known or {}).items() if pid in lines}
+    rest = sorted(pid for pid in lines if pid not in known)
+    products = {**known, **await _live_products(request, user, rest)}
     items = [
         {
             "product_id": pid,

@@ -9,15 +9,16 @@ import redis.asyncio as aioredis
 CART_TTL_SECONDS = 30 * 24 * 3600
 MAX_LINES = 100  # products answers at most 100 ids per lookup; orders takes at most 100 items
 
-# Set one line, unless it is a new line and the cart is full; the cart's expiry is refreshed.
+# Set one line, unless it is a new line and the cart is full (then false); the cart's expiry is
+# refreshed, and its lines are answered as they are now (HGETALL's flat list).
 _SET_LINE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
     and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
+  return false
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
+return redis.call('HGETALL', KEYS[1])
 """
 
 
@@ -35,12 +36,17 @@ async def lines(redis: aioredis.Redis, user: str) -> dict[str, int]:
     return {product_id: int(quantity) for product_id, quantity in raw.items()}
 
 
-async def set_line(redis: aioredis.Redis, user: str, product_id: str, quantity: int) -> bool:
-    """Set a line's quantity (one atomic step); False when the cart already has MAX_LINES."""
-    done = await redis.eval(
+async def set_line(
+    redis: aioredis.Redis, user: str, product_id: str, quantity: int
+) -> dict[str, int] | None:
+    """Set a line's quantity (one atomic step) and answer the cart's lines as they are then, in
+    the same round trip; None when the cart already has MAX_LINES (nothing changed)."""
+    flat = await redis.eval(
         _SET_LINE, 1, cart_key(user), product_id, quantity, MAX_LINES, CART_TTL_SECONDS
     )
-    return bool(done)
+    if flat is None:
+        return None
+    return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 async def remove_lines(redis: aioredis.Redis, user: str, product_ids: Iterable[str]) -> None:
