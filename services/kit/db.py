@@ -2,7 +2,8 @@
 
 SQLite is the default. Writers take the lock at ``BEGIN`` (``BEGIN IMMEDIATE``) and wait for it
 (``busy_timeout``), so several processes (replicas) can share one file safely, and WAL lets
-readers run beside a writer. Waits are bounded: past ``SQLITE_BUSY_MS`` for the lock, or
+readers run beside a writer; reads (``kit.transactions.read``) begin with a plain ``BEGIN`` and
+take no lock. Waits are bounded: past ``SQLITE_BUSY_MS`` for the lock, or
 ``DB_POOL_TIMEOUT_S`` for a pooled connection, the request is answered ``503 overloaded``
 (``kit.exhaustion``) instead of queueing longer than any caller waits.
 """
@@ -52,7 +53,10 @@ def make_engine(
 
     @event.listens_for(sync, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read (kit.transactions.read) takes no write lock: a plain BEGIN, which in WAL
+        # waits for no one; everything else may write, so it takes the lock up front.
+        read = conn.get_execution_options().get(transactions.READ)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     if parsed.database and parsed.database != ":memory:":
         transactions.attach(engine, _on_connect)  # whole transactions in one thread
@@ -128,5 +132,6 @@ class ChangeCounter:
 
 
 async def _ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    # A read: no write lock taken (a replica's writers never wait for a probe), and one thread
+    # hand-over where the engine has a twin.
+    await transactions.read(engine, lambda conn: conn.execute(text("SELECT 1")))

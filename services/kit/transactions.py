@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 
-_READ = "boutique_read"  # execution option: a read-only transaction (plain BEGIN)
+READ = "boutique_read"  # execution option: a read-only transaction (plain BEGIN)
 _TWINS: weakref.WeakKeyDictionary[AsyncEngine, _Twin] = weakref.WeakKeyDictionary()
 
 
@@ -50,7 +50,7 @@ class _Twin:
             with self.engine.begin() as conn:
                 return work(conn)
         with self.engine.connect() as conn:
-            conn.execution_options(**{_READ: True})
+            conn.execution_options(**{READ: True})
             return work(conn)
 
     def close(self) -> None:
@@ -60,7 +60,7 @@ class _Twin:
 
 def _begin(conn: Connection) -> None:
     # Straight to the driver: a BEGIN is no statement worth a span of its own.
-    begin = "BEGIN" if conn.get_execution_options().get(_READ) else "BEGIN IMMEDIATE"
+    begin = "BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE"
     conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
 
 
@@ -130,7 +130,11 @@ async def close(engine: AsyncEngine) -> None:
 async def _run(engine: AsyncEngine, work: Work[T], write: bool) -> T:
     twin = _TWINS.get(engine)
     if twin is None:
-        async with engine.begin() if write else engine.connect() as conn:
+        if write:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+        async with engine.connect() as conn:
+            await conn.execution_options(**{READ: True})
             return await conn.run_sync(work)
     context = contextvars.copy_context()  # the request's span, for SQL spans under it
     loop = asyncio.get_running_loop()

@@ -138,16 +138,22 @@ async def seed(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
 
 async def all_products(engine: AsyncEngine) -> list[Product]:
     """Every product, sorted by name."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(products).order_by(products.c.name, products.c.id))
+
+    def work(conn: Connection) -> list[Product]:
+        rows = conn.execute(select(products).order_by(products.c.name, products.c.id))
         return [Product(**row._mapping) for row in rows]
+
+    return await transactions.read(engine, work)
 
 
 async def products_by_id(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Product]:
     """The products among ``ids`` that exist, by id."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(products).where(products.c.id.in_(ids)))
+
+    def work(conn: Connection) -> dict[str, Product]:
+        rows = conn.execute(select(products).where(products.c.id.in_(ids)))
         return {row.id: Product(**row._mapping) for row in rows}
+
+    return await transactions.read(engine, work)
 
 
 # --- reservations ----------------------------------------------------------------------------

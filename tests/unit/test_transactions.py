@@ -4,12 +4,13 @@ the async engine (and a replica) on the same file, and a keyed write done once u
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, select, text
 
-from services.kit import make_engine, transactions
+from services.kit import db, make_engine, transactions
 
 metadata = MetaData()
 rows = Table("rows", metadata, Column("key", String(32), primary_key=True), Column("n", Integer))
@@ -65,3 +66,23 @@ async def test_a_keyed_write_is_done_once_however_many_ask_at_once(engines) -> N
     made = [n for n, created in answers if created]
     assert len(made) == 1 and {n for n, _ in answers} == set(made)
     assert await transactions.read(first, _count) == made[0]
+
+
+async def test_reads_and_the_readiness_ping_wait_for_no_writer(tmp_path: Path) -> None:
+    """A read begins with a plain BEGIN: while another process holds the write lock (a replica
+    committing), reads and the readiness ping answer at once instead of waiting for it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}"
+    engine = make_engine(url, busy_ms=50)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    writer = sqlite3.connect(tmp_path / "shop.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO rows (key, n) VALUES ('k', 1)")
+    try:
+        await db._ping(engine)
+        assert await transactions.read(engine, _count) == 0  # the writer's row is not committed
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        await transactions.close(engine)
+        await engine.dispose()
