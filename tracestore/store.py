@@ -30,6 +30,7 @@ from .translate import SpanRow, jaeger_span, line, span_search_text
 
 SCHEMA_VERSION = 3
 DEFAULT_MAX_SPANS = 200_000
+WAL_FRAMES = 20_000
 EVICT_TO = 0.9  # over the cap, the oldest traces go until 90% of it is left: eviction is rare
 T = TypeVar("T")
 
@@ -350,6 +351,11 @@ def _connect(path: str | Path) -> sqlite3.Connection:
 
 def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode = WAL")
+    # Each batch's spans land on random pages of the trace-id index. Checkpointed every 1000
+    # frames (the default), the WAL held each page about once, so every insert cost a second
+    # page write; at 20,000 frames (80 MB of WAL) a page is checkpointed once for several
+    # batches: about a quarter less CPU per span in a full store.
+    db.execute(f"PRAGMA wal_autocheckpoint = {WAL_FRAMES}")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA temp_store = MEMORY")
     row = db.execute("PRAGMA user_version").fetchone()
