@@ -23,15 +23,22 @@ NOT_READY_HEADER = "x-mesh-not-ready"
 
 def readiness_check(readiness: Readiness, service: str) -> dict[str, Any]:
     """The ``app`` cluster's active health check and its panic threshold (0: never route to an
-    unready app, even when it is the only one)."""
-    every = ms(readiness.interval_ms)
+    unready app, even when it is the only one).
+
+    A ready app is checked every ``interval``; after a failed check (confirming it), while it
+    is not ready (to give it traffic again soon) and before its cluster's first connection
+    (start-up), every ``recheck``."""
+    every, recheck = ms(readiness.interval_ms), ms(readiness.recheck_ms)
     return {
         "health_checks": [
             {
                 "timeout": ms(readiness.timeout_ms),
                 "interval": every,
+                "unhealthy_interval": recheck,
+                "unhealthy_edge_interval": recheck,
+                "healthy_edge_interval": recheck,
                 # Envoy checks an idle cluster only once a minute unless told otherwise
-                "no_traffic_interval": every,
+                "no_traffic_interval": recheck,
                 "no_traffic_healthy_interval": every,
                 "unhealthy_threshold": readiness.unhealthy_threshold,
                 "healthy_threshold": readiness.healthy_threshold,

@@ -150,6 +150,18 @@ def _hcm(config: dict, listener: str) -> dict:
     return found["filter_chains"][0]["filters"][0]["typed_config"]
 
 
+def test_a_ready_app_is_checked_every_interval_and_a_failing_one_every_recheck() -> None:
+    """A ready app's sidecar checks it seldom (the stack's cost at rest); once a check fails,
+    while the app is not ready and at start-up (no traffic yet), it checks every recheck."""
+    raw = _raw()
+    raw["mesh"]["readiness"] = {"interval": "5s", "recheck": "1s", "timeout": "1s"}
+    [check] = _clusters(_render(raw)["cart-0"])["app"]["health_checks"]
+    assert (check["interval"], check["no_traffic_healthy_interval"]) == ("5.000s", "5.000s")
+    for key in ("unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval"):
+        assert check[key] == "1.000s", key
+    assert check["no_traffic_interval"] == "1.000s"  # start-up: ready as soon as it answers
+
+
 def test_each_sidecar_checks_its_apps_readiness_as_the_topology_says() -> None:
     raw = _raw()
     raw["mesh"]["readiness"] = {"interval": "2s", "timeout": "500ms", "unhealthy_threshold": 3}
@@ -159,6 +171,8 @@ def test_each_sidecar_checks_its_apps_readiness_as_the_topology_says() -> None:
     assert check["http_health_check"] == {"path": "/readyz", "host": "orders"}
     assert (check["interval"], check["timeout"]) == ("2.000s", "0.500s")
     assert check["no_traffic_interval"] == "2.000s"  # not Envoy's idle minute
+    # without a recheck, every check comes at the interval
+    assert {check[k] for k in check if k.endswith("_interval")} == {"2.000s"}
     assert (check["unhealthy_threshold"], check["healthy_threshold"]) == (3, 1)
     # no panic routing: an unready app gets nothing, even as its sidecar's only host
     assert app["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}

@@ -239,7 +239,9 @@ def test_replicas_of_a_sqlite_service_share_one_database_on_one_node(
         (lambda r: r["services"]["orders"].update(port=443), "services.orders.port"),
         (lambda r: r["services"].update(redis={"port": 8200}), "services.redis"),
         (
-            lambda r: r["mesh"]["readiness"].update(interval="500ms", timeout="200ms"),
+            lambda r: r["mesh"]["readiness"].update(
+                interval="500ms", timeout="200ms", recheck="500ms"
+            ),
             r"mesh\.readiness\.interval",
         ),
         (

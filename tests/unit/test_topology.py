@@ -86,7 +86,9 @@ def _raw() -> dict:
         (lambda r: r["mesh"]["tracing"].update(rate=1), "mesh.tracing: unknown field"),
         (lambda r: r["mesh"]["readiness"].update(path="readyz"), "readiness.path: expected a"),
         (lambda r: r["mesh"]["readiness"].update(interval="1"), "readiness.interval: bad"),
-        (lambda r: r["mesh"]["readiness"].update(timeout="2s"), "readiness.timeout: at most"),
+        (lambda r: r["mesh"]["readiness"].update(timeout="6s"), "readiness.timeout: at most"),
+        (lambda r: r["mesh"]["readiness"].update(recheck="6s"), "readiness.recheck: 100ms to"),
+        (lambda r: r["mesh"]["readiness"].update(recheck="50ms"), "readiness.recheck: 100ms to"),
         (
             lambda r: r["mesh"]["readiness"].update(unhealthy_threshold=0),
             "unhealthy_threshold .checks.: expected a whole number 1-10",
