@@ -182,7 +182,7 @@ class SpanEncoder:
             parts += (b"\x39", _PACK_Q(span.start_time))
         if span.end_time:
             parts += (b"\x41", _PACK_Q(span.end_time))
-        parts.append(self.attributes(b"\x4a", span.attributes))
+        parts.append(self.attributes(b"\x4a", _plain_attributes(span)))
         if span.dropped_attributes:
             parts += (b"\x50", _varint(span.dropped_attributes))
         for event in span.events:
@@ -224,6 +224,13 @@ def _merge_equal(
         for scope, encoded in scopes.items():
             first[1].setdefault(scope, []).extend(encoded)
     return list(merged.values())
+
+
+def _plain_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
+    """The span's attributes: the SDK's own dict when it has one (its read-only view, a
+    ``MappingProxyType`` of a locked ``BoundedAttributes``, iterates in Python, key by key)."""
+    plain = getattr(getattr(span, "_attributes", None), "_dict", None)
+    return plain if isinstance(plain, dict) else span.attributes
 
 
 def _flags(parent: Any) -> int:
