@@ -48,8 +48,9 @@ EXCLUDED = frozenset(
     .split(",")
     if path.strip()
 )
-_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"))
-_METHODS |= {"PATCH"}
+_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
 _ERROR = Status(StatusCode.ERROR)
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _FLAGS = {TraceFlags(0): "00", TraceFlags(1): "01"}
