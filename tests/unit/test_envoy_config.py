@@ -198,3 +198,15 @@ def test_the_ingress_admits_per_service_what_the_topology_allows() -> None:
     assert {"header": {"key": "retry-after", "value": "1"}} in [
         {"header": h["header"]} for h in mapper["headers_to_add"]
     ]
+
+
+def test_every_proxy_watches_its_event_loops_every_five_seconds_without_killing() -> None:
+    """Envoy's 200 ms watchdog woke every idle proxy ~35 times a second; at 5 s a stuck loop
+    still counts as a miss (10 s a mega-miss), and nothing is killed, as by Envoy's default."""
+    topo = topology.load()
+    placement = local_placement(topo, Path("run"), 8080, 15000, otlp_port=4318)
+    dog = {"miss_timeout": "5.000s", "megamiss_timeout": "10.000s"}
+    for name, config in envoy.render_all(topo, placement).items():
+        assert config["watchdogs"] == {"main_thread_watchdog": dog, "worker_watchdog": dog}, name
+    plain = envoy.render_all(topo, placement, envoy.EnvoyOptions(watchdog_miss_ms=None))
+    assert all("watchdogs" not in config for config in plain.values())
