@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint format clean bench bench-quick bench-cost k8s-render k8s-secrets compose-up \
+.PHONY: setup run test lint format clean bench bench-quick bench-cost bench-floor k8s-render k8s-secrets compose-up \
 	compose-down .system-packages
 
 setup: $(STAMP) .system-packages
@@ -57,6 +57,9 @@ bench-quick: setup
 # py-spy flame graphs of those processes.
 bench-cost: setup
 	$(VENV)/bin/boutique bench --cost $(if $(PROFILE),--profile $(PROFILE))
+
+bench-floor: setup
+	$(VENV)/bin/boutique bench --floor
 
 # The Kubernetes + Istio tree istio/ (docs/kubernetes.md), rendered from mesh/topology.yaml with
 # every other rendering checked in (`boutique render`).

@@ -6,6 +6,9 @@ boutique bench --tuning     the tuning experiments: each knob against the baseli
 boutique bench --cost       2 to 4 minutes: CPU-ms per request by process group, as `boutique
                             up` runs the shop, tracing on and off, and issue 15's targets
 boutique bench --cost --profile products,gateway   the same, with py-spy flame graphs
+boutique bench --floor      10 to 15 minutes: the floor, the browse/product-page chain with bare
+                            apps and the Envoys stripped to a router, then mTLS, policy and
+                            tracing added one layer at a time (``floor``)
 
 Results go to ``results/bench-<UTC time>/``: ``results.json``, ``report.md`` and its charts.
 """
@@ -56,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="2 to 4 minutes: CPU-ms per request by process group (browse, product page, "
         "checkout) as `boutique up` runs the shop, tracing on and off; the targets met or not",
     )
+    _add_floor_arguments(parser)
     add(
         "--profile",
         type=_names,
@@ -120,6 +124,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folders); several tuning runs are merged, their repeats numbered on",
     )
     add("--topology", default=str(topo.DEFAULT_PATH), help=argparse.SUPPRESS)
+
+
+def _add_floor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="10 to 15 minutes: the CPU floor of the browse/product-page chain (bare apps, the "
+        "Envoys stripped to a router) and what each of the mesh's layers adds",
+    )
+    parser.add_argument(
+        "--layers",
+        type=_names,
+        metavar="NAMES",
+        help="--floor's layers (default bare,mtls,policy,traced)",
+    )
 
 
 def merge(paths: list[Path]) -> Results:
@@ -261,6 +280,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.report_from:
         return rewrite(args)
+    if args.floor:
+        return floor(args)
     plan = plan_from(args)
     unknown = [p for p in plan.paths if p not in plan.rates]
     if unknown or not plan.paths:
@@ -298,3 +319,37 @@ def main(args: argparse.Namespace) -> int:
         return code or 1
     show(results, out)
     return code
+
+
+def floor(args: argparse.Namespace) -> int:
+    """``--floor``: run the floor, write ``results.json`` and ``report.md``, show the report."""
+    from . import floor_report
+    from .floor import LAYERS
+    from .floor_run import FloorPlan, run_floor
+    from .progress import Progress
+
+    plan = FloorPlan()
+    if args.layers:
+        unknown = [n for n in args.layers if n not in LAYERS]
+        if unknown:
+            print(f"boutique bench: unknown layer(s) {unknown}; known: {LAYERS}", file=sys.stderr)
+            return 2
+        plan.layers = args.layers
+    if args.duration:
+        plan.duration_s = args.duration
+    if args.warmup is not None:
+        plan.warmup_s = max(0.0, args.warmup)
+    out = Path(args.results) / f"floor-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    print(
+        f"boutique bench: floor run, {len(plan.layers)} layer(s), about "
+        f"{plan.estimate_s() / 60:.0f} min; results in {out}/",
+        flush=True,
+    )
+    results = run_floor(plan, Path(args.topology), Progress(), args.keep_run_dirs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(results.to_json())
+    report = floor_report.markdown(results)
+    (out / "report.md").write_text(report)
+    print()
+    print(report)
+    return 1 if results.error or not results.rows else 0
