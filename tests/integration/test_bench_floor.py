@@ -35,8 +35,8 @@ def test_a_tiny_floor_run_answers_through_the_chain_and_reports_one_call() -> No
     # the relay's answers came from the products leaf behind two sidecars; the edge has none
     assert cells[("bare", "one")].cpu_ms.get("products", 0) > 0
     assert "products" not in cells[("bare", "edge")].cpu_ms
-    # tracing sends the Envoys' spans to the trace store, which only the traced layer runs
-    assert cells[("traced", "one")].cpu_ms.get("tracestore", 0) > 0
+    # the trace store the Envoys send their spans to runs, and counts, in the traced layer only
+    assert "tracestore" in cells[("traced", "one")].cpu_ms
     assert "tracestore" not in cells[("bare", "one")].cpu_ms
     text = floor_report.markdown(results)
     assert "| layer | product page one 50/s | product page edge 50/s | one call 50/s |" in text
