@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -115,10 +115,48 @@ async def once(engine: AsyncEngine, find: Work[T | None], make: Work[T | None]) 
 
 def insert_new(conn: Connection, table: Table, row: dict[str, Any], keys: Sequence[str]) -> bool:
     """``INSERT ... ON CONFLICT (keys) DO NOTHING``: True when ``row`` was inserted, False when a
-    row with the same ``keys`` (a unique constraint) was there; then nothing changed."""
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys))
-    return conn.execute(stmt).rowcount == 1
+    row with the same ``keys`` (a unique constraint) was there; then nothing changed.
+
+    SQLAlchemy's own ``insert().on_conflict_do_nothing()`` has no cache key, so it was compiled
+    anew for every row (about 0.3 CPU-ms for a 15-column table, ten times the insert); this is the
+    same statement as a typed ``text()``, built once per table, columns and keys and cached by
+    SQLAlchemy like any other. Columns left out get their scalar defaults, as ``insert()`` does."""
+    shape = (conn.dialect.name, table, tuple(row), tuple(keys))
+    if shape not in _INSERTS:
+        _INSERTS[shape] = _insert_new_statement(conn, table, row, keys)
+    built = _INSERTS[shape]
+    if built is None:  # a column with a callable default: SQLAlchemy's own statement
+        dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=keys)
+        return conn.execute(stmt).rowcount == 1
+    statement, defaults = built
+    return conn.execute(statement, {**defaults, **row} if defaults else row).rowcount == 1
+
+
+_INSERTS: dict[tuple[Any, ...], tuple[Any, dict[str, Any]] | None] = {}
+
+
+def _insert_new_statement(
+    conn: Connection, table: Table, row: dict[str, Any], keys: Sequence[str]
+) -> tuple[Any, dict[str, Any]] | None:
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        default = column.default
+        if column.key in row or default is None:
+            continue
+        if not getattr(default, "is_scalar", False):
+            return None
+        defaults[column.key] = default.arg  # type: ignore[union-attr]
+    names = [*row, *defaults]
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(table.c[n].name) for n in names)}) "
+        f"VALUES ({', '.join(':' + n for n in names)}) "
+        f"ON CONFLICT ({', '.join(quote(table.c[k].name) for k in keys)}) DO NOTHING"
+    )
+    binds = [bindparam(n, type_=table.c[n].type) for n in names]
+    return text(sql).bindparams(*binds), defaults
 
 
 async def close(engine: AsyncEngine) -> None:

@@ -8,7 +8,20 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, select, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine.default import CacheStats
 
 from services.kit import db, make_engine, transactions
 
@@ -66,6 +79,30 @@ async def test_a_keyed_write_is_done_once_however_many_ask_at_once(engines) -> N
     made = [n for n, created in answers if created]
     assert len(made) == 1 and {n for n, _ in answers} == set(made)
     assert await transactions.read(first, _count) == made[0]
+
+
+def test_a_keyed_insert_fills_defaults_and_is_compiled_once() -> None:
+    """insert_new gives left-out columns their defaults, as insert() does, and its statement
+    is SQLAlchemy-cached (the dialect's ON CONFLICT construct was compiled for every row)."""
+    table = Table(
+        "flags",
+        MetaData(),
+        Column("key", String(32), primary_key=True),
+        Column("label", String(32)),
+        Column("done", Boolean, nullable=False, default=False),
+        Column("tries", Integer, nullable=False, default=3),
+    )
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine)
+    hits = []
+    event.listen(engine, "after_execute", lambda *a: hits.append(a[-1].context.cache_hit))
+    with engine.begin() as conn:
+        assert transactions.insert_new(conn, table, {"key": "a", "label": "x"}, ["key"])
+        assert transactions.insert_new(conn, table, {"key": "b", "label": "y"}, ["key"])
+        assert not transactions.insert_new(conn, table, {"key": "a", "label": "z"}, ["key"])
+        found = conn.execute(select(table).order_by(table.c.key)).all()
+    assert [tuple(r) for r in found] == [("a", "x", False, 3), ("b", "y", False, 3)]
+    assert hits[1:3] == [CacheStats.CACHE_HIT, CacheStats.CACHE_HIT]
 
 
 async def test_reads_and_the_readiness_ping_wait_for_no_writer(tmp_path: Path) -> None:
