@@ -18,14 +18,16 @@ from collections.abc import AsyncIterator
 from email.charset import QP, Charset
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Connection
 
 from services import kit
+from services.kit import transactions
 
 from . import render, store
 
@@ -65,42 +67,28 @@ def deliver(outbox: Path, row: store.Email, text: str, html: str) -> None:
     """Write the e-mail to the outbox as a MIME message (text and HTML alternatives)."""
     folder = outbox / row["user_id"]
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{row['id']}.eml.tmp"
-    partial.write_bytes(mime(row, text, html))
-    partial.replace(folder / f"{row['id']}.eml")  # whole or not at all
+    part = folder / f".{row['id']}.eml.tmp"
+    part.write_bytes(mime(row, text, html))
+    part.replace(folder / f"{row['id']}.eml")  # whole or not at all
 
 
-def deliver_all(outbox: Path, mails: list[tuple[store.Email, str, str]]) -> list[str | None]:
-    """Write each e-mail to the outbox (one thread hand-over for a round); per e-mail, None
-    when delivered, else why not."""
-    outcomes: list[str | None] = []
-    for row, text, html in mails:
-        try:
-            deliver(outbox, row, text, html)
-            outcomes.append(None)
-        except Exception as exc:  # noqa: BLE001 - any failure: keep it queued, try later
-            outcomes.append(f"{type(exc).__name__}: {exc}")
-    return outcomes
-
-
-async def send_due(engine: AsyncEngine, outbox: Path) -> float | None:
-    """Try every due e-mail once, recorded in one write; when the next queued one is due."""
-    rows, upcoming = await store.due(engine)
+def send_due(conn: Connection, outbox: Path) -> float | None:
+    """One round, whole in one write transaction (so one hand-over to the store's thread): every
+    due e-mail rendered and written to the outbox once, the outcomes recorded; when the next
+    queued one is due. A delivered e-mail whose record is lost (a crash before the commit) is
+    delivered again later under the same file name, so the outbox never holds it twice."""
+    rows, upcoming = store.due(conn)
     sent: list[store.Sent] = []
     failed: list[store.Failed] = []
-    rendered: list[tuple[store.Email, str, str]] = []
     for row in rows:
         try:
-            rendered.append((row, *render.confirmation(_payload(row))))
-        except Exception as exc:  # noqa: BLE001 - a template error: keep it queued, try later
+            text, html = render.confirmation(_payload(row))
+            deliver(outbox, row, text, html)
+        except Exception as exc:  # noqa: BLE001 - a template or disk error: keep it queued
             failed.append(_failure(row, f"{type(exc).__name__}: {exc}"))
-    outcomes = await asyncio.to_thread(deliver_all, outbox, rendered) if rendered else []
-    for (row, text, html), why in zip(rendered, outcomes, strict=True):
-        if why is None:
-            sent.append((row["id"], text, html))
         else:
-            failed.append(_failure(row, why))
-    await store.settle(engine, sent, failed)
+            sent.append((row["id"], text, html))
+    store.settle(conn, sent, failed)
     if failed:
         soonest = min(at for _, _, at, _ in failed)
         upcoming = soonest if upcoming is None else min(upcoming, soonest)
@@ -117,11 +105,11 @@ async def run(app: web.Application) -> None:
     """Rounds: when woken by a new e-mail (after a short pause, so e-mails queued together go
     out in one round), when the next retry is due, and at least every ``IDLE_S``. The rounds'
     own SQL is not traced: it belongs to no request, and would be a trace of its own each."""
-    engine, wake = app[kit.DB], app[WAKE]
+    engine, wake, outbox = app[kit.DB], app[WAKE], app[OUTBOX]
     while True:
         try:
             with suppress_instrumentation():
-                upcoming = await send_due(engine, app[OUTBOX])
+                upcoming = await transactions.write(engine, partial(send_due, outbox=outbox))
         except Exception:  # a store hiccup (busy, locked): the queue is still there, look again
             log.exception("email sender: a round failed")
             upcoming = None

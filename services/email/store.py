@@ -94,60 +94,51 @@ async def enqueue(
     return await transactions.once(engine, find, make)
 
 
-async def due(engine: AsyncEngine, limit: int = 50) -> tuple[list[Email], float | None]:
+def due(conn: Connection, limit: int = 50) -> tuple[list[Email], float | None]:
     """Queued e-mails whose next attempt is due, oldest first, and when the earliest of the
-    others is due (epoch seconds; None when no other is queued): one read."""
+    others is due (epoch seconds; None when no other is queued)."""
+    at = time.time()
+    queued = emails.c.status == "queued"
+    rows = conn.execute(
+        select(emails)
+        .where(queued, emails.c.next_attempt_at <= at)
+        .order_by(emails.c.seq)
+        .limit(limit)
+    )
+    ready = [dict(row) for row in rows.mappings()]
+    later = conn.scalar(
+        select(func.min(emails.c.next_attempt_at)).where(queued, emails.c.next_attempt_at > at)
+    )
+    return ready, (at if len(ready) == limit else later)
 
-    def work(conn: Connection) -> tuple[list[Email], float | None]:
-        at = time.time()
-        queued = emails.c.status == "queued"
-        rows = conn.execute(
-            select(emails)
-            .where(queued, emails.c.next_attempt_at <= at)
-            .order_by(emails.c.seq)
-            .limit(limit)
+
+def settle(conn: Connection, sent: list[Sent], failed: list[Failed]) -> None:
+    """Record a round's outcomes (only e-mails still queued change)."""
+    still = (emails.c.id == bindparam("e_id"), emails.c.status == "queued")
+    if sent:
+        conn.execute(
+            update(emails)
+            .where(*still)
+            .values(
+                status="sent",
+                text_body=bindparam("text"),
+                html_body=bindparam("html"),
+                sent_at=now(),
+                last_error=None,
+            ),
+            [{"e_id": i, "text": t, "html": h} for i, t, h in sent],
         )
-        ready = [dict(row) for row in rows.mappings()]
-        later = conn.scalar(
-            select(func.min(emails.c.next_attempt_at)).where(queued, emails.c.next_attempt_at > at)
+    if failed:
+        conn.execute(
+            update(emails)
+            .where(*still)
+            .values(
+                attempts=bindparam("tries"),
+                next_attempt_at=bindparam("at"),
+                last_error=bindparam("why"),
+            ),
+            [{"e_id": i, "tries": n, "at": at, "why": why[:200]} for i, n, at, why in failed],
         )
-        return ready, (at if len(ready) == limit else later)
-
-    return await transactions.read(engine, work)
-
-
-async def settle(engine: AsyncEngine, sent: list[Sent], failed: list[Failed]) -> None:
-    """Record one round's outcomes in one transaction (only e-mails still queued change)."""
-
-    def work(conn: Connection) -> None:
-        still = (emails.c.id == bindparam("e_id"), emails.c.status == "queued")
-        if sent:
-            conn.execute(
-                update(emails)
-                .where(*still)
-                .values(
-                    status="sent",
-                    text_body=bindparam("text"),
-                    html_body=bindparam("html"),
-                    sent_at=now(),
-                    last_error=None,
-                ),
-                [{"e_id": i, "text": t, "html": h} for i, t, h in sent],
-            )
-        if failed:
-            conn.execute(
-                update(emails)
-                .where(*still)
-                .values(
-                    attempts=bindparam("tries"),
-                    next_attempt_at=bindparam("at"),
-                    last_error=bindparam("why"),
-                ),
-                [{"e_id": i, "tries": n, "at": at, "why": why[:200]} for i, n, at, why in failed],
-            )
-
-    if sent or failed:
-        await transactions.write(engine, work)
 
 
 async def get(engine: AsyncEngine, user: str, email_id: str) -> Email | None:
