@@ -151,22 +151,9 @@ class Store:
         for row in rows:
             process = row.process
             processes[process.digest] = (process.digest, process.json, process.search)
-            span_values.append(
-                (
-                    row.trace_id,
-                    row.span_id,
-                    row.service,
-                    row.operation,
-                    row.kind,
-                    row.start_us,
-                    row.duration_us,
-                    process.digest,
-                    row.scope_name,
-                    row.scope_version,
-                    row.data,
-                )
-            )
-            operations.add((row.service, row.operation, row.kind))
+            # the row's columns in the table's order, the process by its key
+            span_values.append(row[:7] + (process.digest,) + row[8:])
+            operations.add(row[2:5])  # service, operation, kind
         async with self._writing:
             added = _insert(self._writer, list(processes.values()), span_values, operations)
             self._count += added

@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -38,6 +38,7 @@ KINDS = {
 }
 UNKNOWN_SERVICE = "unknown_service"
 _OK, _ERROR = Status.STATUS_CODE_OK, Status.STATUS_CODE_ERROR
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +52,11 @@ class Process:
     search: str
 
 
-@dataclass(frozen=True, slots=True)
-class SpanRow:
+class SpanRow(NamedTuple):
     """One span as stored: the columns a search filters on, and ``data`` (the OTLP span's
     protobuf bytes) with its scope, from which :func:`jaeger_span` builds the JSON and
-    :func:`span_search_text` the tags a search matches."""
+    :func:`span_search_text` the tags a search matches. (A named tuple: made for every span
+    ingested, several times faster than a frozen dataclass.)"""
 
     trace_id: str
     span_id: str
@@ -77,30 +78,37 @@ def to_rows(request: ExportTraceServiceRequest) -> tuple[list[SpanRow], list[str
     """The spans as rows to store, and a reason for each span that had to be rejected."""
     rows: list[SpanRow] = []
     rejected: list[str] = []
+    kinds = KINDS
     for rs in request.resource_spans:
         process = _process(rs.resource.attributes)
         service = process.service
         for ss in rs.scope_spans:
             name, version = ss.scope.name, ss.scope.version
             for span in ss.spans:
-                problem = _check_ids(span)
-                if problem:
-                    rejected.append(problem)
+                trace_id, span_id = span.trace_id, span.span_id
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or trace_id == _ZERO_TRACE
+                    or span_id == _ZERO_SPAN
+                    or len(span.parent_span_id) not in (0, 8)
+                ):
+                    rejected.append(_check_ids(span) or "span ids")
                     continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 rows.append(
                     SpanRow(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        service=service,
-                        operation=span.name,
-                        kind=KINDS.get(span.kind, ""),
-                        start_us=start // 1000,
-                        duration_us=max(0, end - start) // 1000,
-                        process=process,
-                        scope_name=name,
-                        scope_version=version,
-                        data=span.SerializeToString(),
+                        trace_id.hex(),
+                        span_id.hex(),
+                        service,
+                        span.name,
+                        kinds.get(span.kind, ""),
+                        start // 1000,
+                        max(0, end - start) // 1000,
+                        process,
+                        name,
+                        version,
+                        span.SerializeToString(),
                     )
                 )
     return rows, rejected
