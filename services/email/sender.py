@@ -37,7 +37,11 @@ OUTBOX: web.AppKey[Path] = web.AppKey("email_outbox", Path)
 FROM = "Mesh Boutique <orders@boutique.local>"
 IDLE_S = 5.0  # with nothing due, look again at least this often
 MAX_BACKOFF_S = 60.0
-GATHER_S = 0.2  # after a wake-up, e-mails queued meanwhile join the same round
+# After a wake-up, e-mails queued meanwhile join the same round: a confirmation goes out about a
+# second after it is queued. Each round has a fixed cost (a transaction with its commit, timers,
+# a hand-over); at 10 checkouts a second a 1 s pause instead of 0.2 s made an e-mail about 0.9
+# CPU-ms cheaper (3.3-3.45 -> 2.4-2.45, the email app alone), for 0.8 s more before it is sent.
+GATHER_S = 1.0
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP  # readable where it is ASCII (base64 is the default for UTF-8)
 
