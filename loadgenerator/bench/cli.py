@@ -114,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="VARIANTS",
         help="run the tuning experiments instead: all, or a comma list of variants",
     )
-    add("--repeats", type=positive(int), default=2, metavar="N", help="tuning repeats (2)")
+    add("--repeats", type=positive(int), metavar="N", help="tuning (2) or --floor (1) repeats")
     add("--keep-run-dirs", action="store_true", help="keep each stack's logs and data")
     add(
         "--report-from",
@@ -245,7 +245,7 @@ def stacks_from(args: argparse.Namespace, plan: Plan) -> list[StackSpec]:
         raise ValueError("--cost is a run of its own: not with --tuning or --quick")
     if args.tuning:
         names = list(plans.VARIANTS) if args.tuning == "all" else args.tuning.split(",")
-        return plans.tuning_stacks(plan, [n.strip() for n in names], args.repeats)
+        return plans.tuning_stacks(plan, [n.strip() for n in names], args.repeats or 2)
     knobs = Knobs(
         envoy_concurrency=args.envoy_concurrency,
         keepalive=not args.no_keepalive,
@@ -339,6 +339,7 @@ def floor(args: argparse.Namespace) -> int:
         plan.duration_s = args.duration
     if args.warmup is not None:
         plan.warmup_s = max(0.0, args.warmup)
+    plan.repeats = args.repeats or 1
     out = Path(args.results) / f"floor-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     print(
         f"boutique bench: floor run, {len(plan.layers)} layer(s), about "

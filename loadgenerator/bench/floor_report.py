@@ -3,6 +3,8 @@ what one call costs, and what that means for issue 15's targets. Pure functions 
 
 from __future__ import annotations
 
+from statistics import median
+
 from .cost import CPU_MS_TARGETS, STACK
 from .floor import LAYER_TEXT, LAYERS
 from .floor_run import FloorResults, FloorRow
@@ -15,10 +17,38 @@ GROUPS = ("envoys", "gateway", "products", "tracestore")
 
 
 def find(rows: list[FloorRow], layer: str, shape: str, path: str, rate: float) -> FloorRow | None:
-    for row in rows:
-        if (row.layer, row.shape, row.path, row.rate) == (layer, shape, path, rate):
-            return row
-    return None
+    """The cell's row; with repeats, one row of their medians (requests and errors summed)."""
+    same = [r for r in rows if (r.layer, r.shape, r.path, r.rate) == (layer, shape, path, rate)]
+    if len(same) <= 1:
+        return same[0] if same else None
+    groups = dict.fromkeys(g for r in same for g in r.cpu_ms)
+    return FloorRow(
+        layer=layer,
+        shape=shape,
+        path=path,
+        rate=rate,
+        requests=sum(r.requests for r in same),
+        errors=sum(r.errors for r in same),
+        cpu_ms={g: median(r.cpu_ms.get(g, 0.0) for r in same) for g in groups},
+        p50_ms=_median_of([r.p50_ms for r in same]),
+        p99_ms=_median_of([r.p99_ms for r in same]),
+        foreign_vcpu=_median_of([r.foreign_vcpu for r in same]),
+    )
+
+
+def _median_of(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return median(known) if known else None
+
+
+def spread(rows: list[FloorRow], layer: str, shape: str, path: str, rate: float) -> str:
+    """The stack's CPU-ms of the cell's repeats, lowest to highest (empty for one run)."""
+    found = sorted(
+        r.cpu_ms.get(STACK, 0.0)
+        for r in rows
+        if (r.layer, r.shape, r.path, r.rate) == (layer, shape, path, rate)
+    )
+    return f"{found[0]:.2f}–{found[-1]:.2f}" if len(found) > 1 else ""
 
 
 def stack_ms(row: FloorRow | None) -> float | None:
@@ -64,7 +94,9 @@ def layers_table(results: FloorResults) -> list[str]:
     for layer in measured:
         cells = [stack_ms(find(results.rows, layer, *c)) for c in cols]
         cells += [one_call(results.rows, layer, r) for r in calls]
-        lines.append(f"| **{layer}** | " + " | ".join(_ms(v) for v in cells) + " |")
+        ranges = [spread(results.rows, layer, *c) for c in cols] + [""] * len(calls)
+        shown = [_ms(v) + (f" ({r})" if r else "") for v, r in zip(cells, ranges, strict=True)]
+        lines.append(f"| **{layer}** | " + " | ".join(shown) + " |")
         if before is not None:
             prev = [stack_ms(find(results.rows, before, *c)) for c in cols]
             prev += [one_call(results.rows, before, r) for r in calls]
@@ -130,6 +162,7 @@ def _verdict(name: str, floor: float | None, target: float) -> str:
 
 def markdown(results: FloorResults) -> str:
     load = results.load_average
+    foreign = [r.foreign_vcpu for r in results.rows if r.foreign_vcpu is not None]
     lines = [
         "# The floor: what the design's hop chain costs at least on this machine",
         "",
@@ -143,7 +176,9 @@ def markdown(results: FloorResults) -> str:
         *(f"- `{layer}`: {LAYER_TEXT[layer]}" for layer in LAYERS),
         "",
         f"Run {results.started_at} to {results.finished_at}; load average (1 min) at each "
-        f"stack's start {min(load, default=0):.1f} to {max(load, default=0):.1f}.",
+        f"stack's start {min(load, default=0):.1f} to {max(load, default=0):.1f}; other "
+        f"processes used {min(foreign, default=0):.2f} to {max(foreign, default=0):.2f} vCPU "
+        "during the windows (not in the figures).",
         "",
         "## CPU-ms per request of the stack",
         "",

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import product
 from pathlib import Path
 
 from mesh import topology as topo
@@ -44,6 +45,7 @@ class FloorPlan:
     duration_s: float = 10.0  # each window at least this long, and
     min_requests: int = 300  # long enough for this many requests (CPU ticks are 10 ms)
     warmup_s: float = 2.0
+    repeats: int = 1  # the layers run again in turn (A B C D A B C D); the report takes medians
 
     def window_s(self, rate: float) -> float:
         return max(self.duration_s, self.min_requests / rate)
@@ -52,7 +54,7 @@ class FloorPlan:
         steps = sum(
             self.warmup_s + self.window_s(r) + 3 for s in self.shapes for _, r in self.work[s]
         )
-        return len(self.layers) * (len(self.shapes) * 15 + steps)
+        return self.repeats * len(self.layers) * (len(self.shapes) * 15 + steps)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class FloorRow:
     p50_ms: float | None
     p99_ms: float | None
     foreign_vcpu: float | None  # what other processes used meanwhile
+    repeat: int = 1
 
 
 @dataclass
@@ -138,19 +141,20 @@ def run_floor(
     ids = product_ids()
     results = FloorResults(started_at=utc_now(), plan=plan)
     try:
-        for layer in plan.layers:
-            for shape in plan.shapes:
-                results.load_average.append(round(os.getloadavg()[0], 2))
-                progress.line(f"floor: {layer}/{shape} starting")
-                run_dir = Path(tempfile.mkdtemp(prefix="boutique-floor-"))
-                run = start(full, layer, shape, run_dir)
-                try:
-                    time.sleep(1.0)  # the start-up's work settles before the first window
-                    results.rows += measure(run, plan, ids, progress)
-                finally:
-                    run.stop()
-                    if not keep:
-                        shutil.rmtree(run_dir, ignore_errors=True)
+        for repeat, layer, shape in product(range(1, plan.repeats + 1), plan.layers, plan.shapes):
+            results.load_average.append(round(os.getloadavg()[0], 2))
+            progress.line(f"floor: {layer}/{shape} starting (repeat {repeat})")
+            run_dir = Path(tempfile.mkdtemp(prefix="boutique-floor-"))
+            run = start(full, layer, shape, run_dir)
+            try:
+                time.sleep(1.0)  # the start-up's work settles before the first window
+                for row in measure(run, plan, ids, progress):
+                    row.repeat = repeat
+                    results.rows.append(row)
+            finally:
+                run.stop()
+                if not keep:
+                    shutil.rmtree(run_dir, ignore_errors=True)
     except (StartError, RuntimeError) as exc:
         results.error = str(exc)
     results.finished_at = utc_now()

@@ -4,6 +4,7 @@ layer, the bare apps' answers, the plan, and the report's arithmetic and verdict
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,24 @@ def test_the_report_shows_each_layer_what_it_adds_and_the_targets_missed_at_the_
 def test_the_floor_is_a_bench_mode_with_its_layers() -> None:
     args = build_parser().parse_args(["bench", "--floor", "--layers", "bare,mtls"])
     assert args.floor and args.layers == ["bare", "mtls"]
+
+
+def test_repeats_give_each_cell_its_median_and_range() -> None:
+    r = results()
+    again = [
+        dataclasses.replace(x, cpu_ms={**x.cpu_ms, "stack": x.cpu_ms["stack"] + 0.3})
+        for x in r.rows
+    ]
+    third = [
+        dataclasses.replace(x, cpu_ms={**x.cpu_ms, "stack": x.cpu_ms["stack"] + 0.1})
+        for x in r.rows
+    ]
+    for n, rows in ((2, again), (3, third)):
+        for x in rows:
+            x.repeat = n
+    r.rows += again + third
+    cell = floor_report.find(r.rows, "bare", "two", "browse", 100.0)
+    assert cell is not None and cell.cpu_ms["stack"] == pytest.approx(1.6)
+    assert cell.requests == 300
+    assert floor_report.spread(r.rows, "bare", "two", "browse", 100.0) == "1.50–1.80"
+    assert "| **bare** | 1.60 (1.50–1.80) |" in floor_report.markdown(r)
