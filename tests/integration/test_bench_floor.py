@@ -19,7 +19,7 @@ def test_a_tiny_floor_run_answers_through_the_chain_and_reports_one_call() -> No
         layers=["bare", "traced"],
         shapes=["one", "edge"],
         work={"one": [("one-hop", 50.0)], "edge": [("one-hop", 50.0)]},
-        duration_s=1.0,
+        duration_s=2.0,  # 100 requests a cell: the leaf's CPU is several /proc clock ticks
         min_requests=0,
         warmup_s=0.5,
     )
@@ -29,7 +29,7 @@ def test_a_tiny_floor_run_answers_through_the_chain_and_reports_one_call() -> No
     cells = {(r.layer, r.shape): r for r in results.rows}
     assert set(cells) == {("bare", "one"), ("bare", "edge"), ("traced", "one"), ("traced", "edge")}
     for row in cells.values():
-        assert row.requests >= 40 and row.errors == 0
+        assert row.requests >= 80 and row.errors == 0
         assert row.cpu_ms["envoys"] > 0 and row.cpu_ms["stack"] > 0
         assert "redis" not in row.cpu_ms and "client" in row.cpu_ms
     # the relay's answers came from the products leaf behind two sidecars; the edge has none
