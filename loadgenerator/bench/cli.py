@@ -3,8 +3,9 @@
 boutique bench              the full run (10 to 15 minutes on 2 cores)
 boutique bench --quick      a minute or two: few rates, short steps
 boutique bench --tuning     the tuning experiments: each knob against the baseline, repeated
-boutique bench --cost       2 to 4 minutes: CPU-ms per request by process group, as `boutique
-                            up` runs the shop, tracing on and off, and issue 15's targets
+boutique bench --cost       9 to 12 minutes: CPU-ms per request by process group, as `boutique
+                            up` runs the shop, tracing on and off (3 repeats, interleaved), and
+                            issue 15's targets judged on the medians
 boutique bench --cost --profile products,gateway   the same, with py-spy flame graphs
 boutique bench --floor      10 to 15 minutes: the floor, the browse/product-page chain with bare
                             apps and the Envoys stripped to a router, then mTLS, policy and
@@ -56,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--cost",
         action="store_true",
-        help="2 to 4 minutes: CPU-ms per request by process group (browse, product page, "
-        "checkout) as `boutique up` runs the shop, tracing on and off; the targets met or not",
+        help="9 to 12 minutes: CPU-ms per request by process group (browse, product page, "
+        "checkout) as `boutique up` runs the shop, tracing on and off, 3 repeats interleaved "
+        "(--repeats); the targets met or not on the medians",
     )
     _add_floor_arguments(parser)
     add(
@@ -114,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="VARIANTS",
         help="run the tuning experiments instead: all, or a comma list of variants",
     )
-    add("--repeats", type=positive(int), metavar="N", help="tuning (2) or --floor (1) repeats")
+    _add_repeats(parser)
     add("--keep-run-dirs", action="store_true", help="keep each stack's logs and data")
     add(
         "--report-from",
@@ -124,6 +126,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folders); several tuning runs are merged, their repeats numbered on",
     )
     add("--topology", default=str(topo.DEFAULT_PATH), help=argparse.SUPPRESS)
+
+
+def _add_repeats(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repeats",
+        type=positive(int),
+        metavar="N",
+        help="repeats: of the tuning variants (2), of --cost's stacks (3), of the full run's "
+        "cost stacks (1), of --floor (1)",
+    )
 
 
 def _add_floor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,30 +155,43 @@ def _add_floor_arguments(parser: argparse.ArgumentParser) -> None:
 
 def merge(paths: list[Path]) -> Results:
     """Results of several runs as one: the first's plan and machine, every stack and step; the
-    repeats of later tuning runs numbered on after the earlier ones'."""
+    repeats of later tuning or cost runs numbered on after the earlier ones' (a cost run of one
+    repeat counts as repeat 1), so that merged cost runs are judged on their medians."""
     from .model import read
+    from .plans import base_label
 
-    merged: Results | None = None
-    for path in paths:
-        data = read(path)
-        if merged is None:
-            merged = data
-            continue
+    runs = [read(path) for path in paths]
+    if len(runs) > 1:
+        for run in runs:
+            _number_single_cost_run(run)
+    merged = runs[0]
+    for data in runs[1:]:
         offset = max((s.repeat or 0 for s in merged.stacks), default=0)
         for info in data.stacks:
             if info.repeat:
                 info.repeat += offset
-                info.label = f"{info.variant or ''}#{info.repeat}"
+                info.label = f"{info.variant or base_label(info.label)}#{info.repeat}"
         for step in data.steps:
             if step.repeat:
                 step.repeat += offset
-                step.stack = f"{step.variant or ''}#{step.repeat}"
+                step.stack = f"{step.variant or base_label(step.stack)}#{step.repeat}"
         merged.stacks += data.stacks
         merged.steps += data.steps
         merged.disturbed_steps += data.disturbed_steps
         merged.merged_from = [*(merged.merged_from or [merged.started_at]), data.started_at]
-    assert merged is not None
     return merged
+
+
+def _number_single_cost_run(results: Results) -> None:
+    """The cost stacks of a run of one repeat (``up``, ``up-untraced``) as repeat 1."""
+    from .plans import COST_OFF, COST_ON
+
+    for info in results.stacks:
+        if info.label in (COST_ON, COST_OFF) and not info.repeat:
+            info.repeat, info.label = 1, f"{info.label}#1"
+    for step in results.steps:
+        if step.stack in (COST_ON, COST_OFF) and not step.repeat:
+            step.repeat, step.stack = 1, f"{step.stack}#1"
 
 
 def show(results: Results, out: Path) -> None:
@@ -228,6 +253,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         if args.cost:
             plan.cost_rates = {p: r for p, r in plan.cost_rates.items() if p in plan.paths}
     plan.tracing_cost = not args.no_tracing_cost
+    if args.repeats and not args.tuning:
+        plan.cost_repeats = args.repeats
     if args.no_cost and not args.cost:
         plan.cost_rates = {}
     if args.mesh_only:

@@ -21,6 +21,10 @@ STEP_OVERHEAD_S = 2.0  # starting the client, filling carts, draining: for estim
 STACK_OVERHEAD_S = 20.0  # start, idle window, users: for estimates only
 # The cost stacks (issue 15): the shop as `boutique up` runs it, and the same with tracing off.
 COST_ON, COST_OFF = "up", "up-untraced"
+# ``--cost`` runs them this many times, interleaved (on#1 off#1 on#2 off#2 ...), and judges the
+# targets on the medians: one sample of a path's stack CPU is good to about +-0.3 CPU-ms on this
+# machine, and tracing's share is the difference of two such samples.
+COST_REPEATS = 3
 # Fixed rates well below the knee (the mesh with tracing sustained one-hop at 100/s and checkout
 # at 11/s, with p99 under its bound, before issue 15): high enough that the stack's CPU at rest
 # weighs little per request, low enough to leave the shared 2 cores room. Kept fixed, so that
@@ -53,6 +57,7 @@ class Plan:
     one_replica: bool = True
     # the cost stacks' fixed rates (``boutique bench --cost``, and the end of the full run)
     cost_rates: dict[str, list[float]] = field(default_factory=dict)
+    cost_repeats: int = 1  # how many times the cost stacks run, interleaved
 
 
 def quick_plan() -> Plan:
@@ -94,9 +99,10 @@ def _cost_rates() -> dict[str, list[float]]:
 
 
 def cost_plan() -> Plan:
-    """``boutique bench --cost``: 2 to 4 minutes; the cost stacks only, each path at its fixed
-    rate for 15 s after a 3 s warm-up. A step is not redone when other processes were busy
-    meanwhile: CPU time per request is little disturbed by them (the report shows their vCPU)."""
+    """``boutique bench --cost``: 9 to 12 minutes; the cost stacks only, each path at its fixed
+    rate for 15 s after a 3 s warm-up, the pair of stacks ``COST_REPEATS`` times. A step is not
+    redone when other processes were busy meanwhile: CPU time per request is little disturbed by
+    them (the report shows their vCPU)."""
     return Plan(
         name="cost",
         rates=_cost_rates(),
@@ -113,6 +119,7 @@ def cost_plan() -> Plan:
         disturbed_retries=0,
         one_replica=False,
         cost_rates=_cost_rates(),
+        cost_repeats=COST_REPEATS,
     )
 
 
@@ -195,13 +202,34 @@ def bench_stacks(plan: Plan, knobs: Knobs) -> list[StackSpec]:
 
 def cost_stacks(plan: Plan, knobs: Knobs) -> list[StackSpec]:
     """The shop as `boutique up` runs it (mesh, mTLS, tracing at 100%, the topology's replicas)
-    and the same with tracing off, each path at its fixed cost rate (none without cost rates)."""
+    and the same with tracing off, each path at its fixed cost rate (none without cost rates).
+    With ``plan.cost_repeats`` over 1 the pair runs that many times, interleaved (``up#1``,
+    ``up-untraced#1``, ``up#2`` ...), so that a slow drift of the machine spreads over both."""
     work = [Work(p, rates, False) for p, rates in plan.cost_rates.items() if rates]
     if not work:
         return []
-    on = StackSpec(COST_ON, True, True, knobs, work, topology_replicas=True)
-    off = StackSpec(COST_OFF, True, False, knobs, list(work), topology_replicas=True)
-    return [on, off] if plan.tracing_cost else [on]
+    kinds = [(COST_ON, True), (COST_OFF, False)] if plan.tracing_cost else [(COST_ON, True)]
+    repeats = max(1, plan.cost_repeats)
+    stacks = []
+    for r in range(1, repeats + 1):
+        for label, tracing in kinds:
+            stacks.append(
+                StackSpec(
+                    label if repeats == 1 else f"{label}#{r}",
+                    True,
+                    tracing,
+                    knobs,
+                    list(work),
+                    repeat=r if repeats > 1 else None,
+                    topology_replicas=True,
+                )
+            )
+    return stacks
+
+
+def base_label(label: str) -> str:
+    """A stack's label without its repeat (``up#2`` -> ``up``)."""
+    return label.partition("#")[0]
 
 
 # The tuning experiments: each a variant of the mesh (tracing off unless it says otherwise).

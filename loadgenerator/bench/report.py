@@ -8,7 +8,7 @@ from pathlib import Path
 from . import codec, machine
 from .analysis import FOREIGN_VCPU_LIMIT, summarize
 from .charts import draw_charts
-from .cost_tables import cost_sections, method_lines
+from .cost_tables import cost_sections, method_lines, repeats_of
 from .model import Results
 from .summary import Summary
 from .tables import (
@@ -113,7 +113,7 @@ def _machine_lines(results: Results) -> list[str]:
 def _method_lines(results: Results, summary: Summary) -> list[str]:
     plan = results.plan
     if results.cost_only:
-        return method_lines(plan)
+        return method_lines(plan, repeats_of(summary.cost) if summary.cost else 1)
     bounds = ", ".join(f"{k} {v:g} ms" for k, v in summary.p99_bound_ms.items())
     replicas = (
         " (and every service runs one instance in both, as `--no-mesh` does). "

@@ -156,7 +156,9 @@ class VariantRow:
 
 @dataclass(kw_only=True)
 class CostRow:
-    """One path at its fixed rate on a cost stack: CPU-ms per request by process group."""
+    """One path at its fixed rate on a cost stack: CPU-ms per request by process group. Over
+    several repeats: each figure the median of the repeats' (the stack's too, so the groups need
+    not add up to it), ``requests`` their sum, ``stack_samples`` each repeat's stack CPU-ms."""
 
     path: str
     rate: float
@@ -168,18 +170,23 @@ class CostRow:
     p50_ms: float | None = None
     p99_ms: float | None = None
     foreign_vcpu: float | None = None
+    samples: int = 1  # the repeats it rests on
+    stack_samples: list[float] = field(default_factory=list)  # each repeat's stack CPU-ms
 
 
 @dataclass(kw_only=True)
 class TracingShare:
-    """Tracing's share of the stack's CPU on one path: (on - off) / on."""
+    """Tracing's share of the stack's CPU on one path: (on - off) / on, from the medians over the
+    repeats; ``shares`` each repeat's own (on#r against off#r), for the spread."""
 
     path: str
     rate: float
     on_ms: float
     off_ms: float
     share: float
-    sustained: bool = True  # both steps were
+    sustained: bool = True  # every step it rests on was
+    samples: int = 1  # the fewer of the two sides' repeats
+    shares: list[float] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -190,6 +197,7 @@ class TargetVerdict:
     measured: float | None
     met: bool | None  # None: not measured in this run
     sustained: bool = True  # False: a step it rests on was not sustained
+    samples: int = 1  # the repeats the measured median rests on (0: not measured)
 
 
 @dataclass(kw_only=True)
@@ -200,7 +208,7 @@ class Cost:
     off: list[CostRow]
     tracing: list[TracingShare]
     targets: list[TargetVerdict]
-    idle_vcpu: dict[str, float]  # each cost stack's vCPU at rest
+    idle_vcpu: dict[str, float]  # each cost stack's vCPU at rest (median of its repeats)
 
 
 @dataclass(kw_only=True)

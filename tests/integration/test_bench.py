@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from loadgenerator.bench import plans, report, runner
+from loadgenerator.bench import cost, plans, report, runner
 from loadgenerator.bench.profiling import Profiler
+from loadgenerator.bench.tuning import Knobs
 from mesh.local import LocalRun
 
 pytestmark = pytest.mark.integration
@@ -62,17 +63,22 @@ def test_the_smallest_quick_step_runs_through_the_mesh_and_without(
 def test_the_cost_mode_measures_every_path_on_the_shop_as_up_runs_it(
     shop: LocalRun, tmp_path: Path
 ) -> None:
-    """`boutique bench --cost`'s stack, with tiny steps, on the session's shop (mesh, mTLS,
-    tracing at 100%, the topology's replicas): CPU-ms per request by process group for browse,
-    product page and checkout, the targets judged, and py-spy's flame graphs of products."""
+    """`boutique bench --cost --repeats 2`'s traced stack, with tiny steps, on the session's shop
+    (mesh, mTLS, tracing at 100%, the topology's replicas), measured twice: CPU-ms per request by
+    process group for browse, product page and checkout, the medians of the two repeats, the
+    targets judged on them, and py-spy's flame graphs of products."""
     plan = plans.cost_plan()
     plan.duration_s, plan.warmup_s, plan.users, plan.idle_s = 1.0, 0.5, 2, 0.5
-    rates = {"browse": 10.0, "one-hop": 10.0, "checkout": 2.0}
+    plan.cost_rates = {"browse": [10.0], "one-hop": [10.0], "checkout": [2.0]}
+    plan.tracing_cost, plan.cost_repeats = False, 2
+    rates = {path: r[0] for path, r in plan.cost_rates.items()}
     profiler = Profiler(["products"], tmp_path / "cost", rate_hz=50)
     bench = runner.Bench(plan, profiler=profiler)
     bench.results.kind_of_run = "cost"
-    work = [plans.Work(path, [rate], ladder=False) for path, rate in rates.items()]
-    bench.measure_stack(shop, plans.StackSpec(plans.COST_ON, True, True, work=work))
+    specs = plans.cost_stacks(plan, Knobs())
+    assert [s.label for s in specs] == ["up#1", "up#2"]
+    for spec in specs:
+        bench.measure_stack(shop, spec)
     files = report.write(bench.results, tmp_path / "cost")
 
     saved = json.loads(files["json"].read_text())
@@ -88,17 +94,24 @@ def test_the_cost_mode_measures_every_path_on_the_shop_as_up_runs_it(
         assert ms["tracestore"] >= 0 and "client" in ms, path
         assert row["processes"]["products"] == 2  # both replicas, summed
         assert row["processes"]["tracestore"] == 1, path
-        parts = [v for k, v in ms.items() if k not in ("stack", "client")]
-        assert ms["stack"] == pytest.approx(sum(parts))
+        # the median of two repeats: their mean, each repeat's kept beside it
+        assert row["samples"] == 2 and len(row["stack_samples"]) == 2, path
+        assert ms["stack"] == pytest.approx(sum(row["stack_samples"]) / 2), path
     # (a 1 s step's few requests may cost an app under one clock tick: each app is checked by
     # its process being counted, and the whole stack by its CPU)
     assert rows["checkout"]["processes"]["payment"] == 1 and "payment" in rows["checkout"]["cpu_ms"]
     assert rows["browse"]["processes"]["gateway"] == 1 and "gateway" in rows["browse"]["cpu_ms"]
     targets = saved["summary"]["cost"]["targets"]
     assert [t["met"] is not None for t in targets] == [True, True, True, False]  # no off stack
+    assert [t["samples"] for t in targets] == [2, 2, 2, 0]
     text = files["report"].read_text()
     assert "## Targets (issue 15)" in text and "| products (2) |" in text
+    assert "median of 2 repeats" in text and "| stack total, each repeat |" in text
+    assert [s.stack for s in bench.results.steps] == ["up#1"] * 3 + ["up#2"] * 3
     for step in bench.results.steps:
+        per = cost.cpu_ms_per_request(step.cpu_s, step.ok)  # one repeat: the groups add up
+        parts = [v for k, v in per.items() if k not in ("stack", "client")]
+        assert per["stack"] == pytest.approx(sum(parts)) and step.repeat in (1, 2)
         assert [p.endswith(".svg") for p in step.profiles] == [True, True], step.path
         svg = (tmp_path / "cost" / step.profiles[0]).read_text()
         assert svg.startswith("<?xml") and "<svg" in svg

@@ -127,7 +127,7 @@ def test_a_verdict_resting_on_a_step_not_sustained_is_marked(tmp_path: Path) -> 
     assert c is not None
     assert [t.sustained for t in c.targets] == [False, True, True, False]
     text = report.write(results, tmp_path)["report"].read_text()
-    assert "| browse CPU-ms per request | <= 2.5 | 2.00 | met * |" in text
+    assert "| browse CPU-ms per request | <= 2.5 | 2.00 | 1 | met * |" in text
 
 
 def test_a_target_not_measured_says_so() -> None:
@@ -151,9 +151,10 @@ def test_the_cost_report_has_the_per_path_tables_and_the_verdicts(tmp_path: Path
         "| stack total | 2.00 | 3.00 | 150.00 |",
         "| of which the stack at rest | 0.50 | 0.50 | 5.00 |",  # 0.05 vCPU over 100/s, 10/s
         "| load client (apart) | 0.10 | 0.10 | 1.00 |",
-        "| browse CPU-ms per request | <= 2.5 | 2.00 | met |",
-        "| product page CPU-ms per request | <= 2 | 3.00 | NOT MET |",
-        "| tracing's share of the stack's CPU | <= 20% | 30% | NOT MET |",
+        "| browse CPU-ms per request | <= 2.5 | 2.00 | 1 | met |",
+        "| product page CPU-ms per request | <= 2 | 3.00 | 1 | NOT MET |",
+        "| tracing's share of the stack's CPU | <= 20% | 30% | 1 | NOT MET |",
+        "- One repeat: each figure is one sample",
     ):
         assert expected in text, expected
     assert "## Latency at fixed rates" not in text  # a cost run has no mesh/no-mesh ladders
@@ -175,10 +176,11 @@ def test_cost_results_read_back_strictly_with_their_profiles(tmp_path: Path) -> 
 
 def test_the_cost_plan_runs_the_shop_as_up_does_then_with_tracing_off() -> None:
     plan = plans.cost_plan()
+    plan.cost_repeats = 1
     stacks = plans.bench_stacks(plan, Knobs())
-    assert [(s.label, s.mesh, s.tracing, s.topology_replicas) for s in stacks] == [
-        (plans.COST_ON, True, True, True),
-        (plans.COST_OFF, True, False, True),
+    assert [(s.label, s.mesh, s.tracing, s.topology_replicas, s.repeat) for s in stacks] == [
+        (plans.COST_ON, True, True, True, None),
+        (plans.COST_OFF, True, False, True, None),
     ]
     assert [(w.path, w.rates, w.ladder) for w in stacks[0].work] == [
         ("browse", [100.0], False),
