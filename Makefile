@@ -53,8 +53,8 @@ bench-quick: setup
 	$(VENV)/bin/boutique bench --quick
 
 # CPU-ms per request by process group as `boutique up` runs the shop, tracing on and off, three
-# repeats interleaved, and issue 15's targets judged on the medians (9 to 12 minutes;
-# results/cost-<time>/). REPEATS=1 for one pair of stacks (3 to 4 minutes, one sample each).
+# repeats interleaved, and issue 15's targets judged on the medians (7 to 10 minutes;
+# results/cost-<time>/). REPEATS=1 for one pair of stacks (2 to 4 minutes, one sample each).
 # Add PROFILE=products,gateway for py-spy flame graphs of those processes.
 bench-cost: setup
 	$(VENV)/bin/boutique bench --cost $(if $(REPEATS),--repeats $(REPEATS)) $(if $(PROFILE),--profile $(PROFILE))

@@ -3,7 +3,7 @@
 boutique bench              the full run (10 to 15 minutes on 2 cores)
 boutique bench --quick      a minute or two: few rates, short steps
 boutique bench --tuning     the tuning experiments: each knob against the baseline, repeated
-boutique bench --cost       9 to 12 minutes: CPU-ms per request by process group, as `boutique
+boutique bench --cost       7 to 10 minutes: CPU-ms per request by process group, as `boutique
                             up` runs the shop, tracing on and off (3 repeats, interleaved), and
                             issue 15's targets judged on the medians
 boutique bench --cost --profile products,gateway   the same, with py-spy flame graphs
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--cost",
         action="store_true",
-        help="9 to 12 minutes: CPU-ms per request by process group (browse, product page, "
+        help="7 to 10 minutes: CPU-ms per request by process group (browse, product page, "
         "checkout) as `boutique up` runs the shop, tracing on and off, 3 repeats interleaved "
         "(--repeats); the targets met or not on the medians",
     )

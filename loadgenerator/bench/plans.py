@@ -99,7 +99,7 @@ def _cost_rates() -> dict[str, list[float]]:
 
 
 def cost_plan() -> Plan:
-    """``boutique bench --cost``: 9 to 12 minutes; the cost stacks only, each path at its fixed
+    """``boutique bench --cost``: 7 to 10 minutes; the cost stacks only, each path at its fixed
     rate for 15 s after a 3 s warm-up, the pair of stacks ``COST_REPEATS`` times. A step is not
     redone when other processes were busy meanwhile: CPU time per request is little disturbed by
     them (the report shows their vCPU)."""
