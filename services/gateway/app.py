@@ -21,7 +21,7 @@ def create_app(settings: kit.Settings | None = None) -> web.Application:
         openapi=Path(__file__).with_name("openapi.yaml"),
     )
     app[auth.SESSION_TTL] = auth.session_ttl(settings)
-    app[tokens.SIGNER] = tokens.signer_from(settings)
+    app[tokens.TOKENS] = tokens.user_tokens(settings)
     app[LISTING] = Rewrites(public_listing)
     app[PRODUCT_PAGES] = Rewrites(public_product)
     return app
