@@ -2,10 +2,11 @@
 
 - Inbound, in this order: any ``X-User-Id`` a caller sent is dropped; ``jwt_authn`` verifies the
   user token (``X-User-Token``, ES256, the run's JWKS) and puts its verified subject into
-  ``X-User-Id``; RBAC allows each caller (its SPIFFE id) only the operations its call lists in
-  the topology, and on a ``user_scoped`` service only with a verified user. A caller may always
-  read ``/healthz`` and ``/readyz``. Refusals are problem+json (401 ``invalid_user_token``,
-  403 ``refused_by_mesh``).
+  ``X-User-Id`` (a token verified before is found in its verified-token cache, keyed by the
+  whole token, and its ``exp`` checked again: the gateway reuses a user's token); RBAC allows
+  each caller (its SPIFFE id) only the operations its call lists in the topology, and on a
+  ``user_scoped`` service only with a verified user. A caller may always read ``/healthz`` and
+  ``/readyz``. Refusals are problem+json (401 ``invalid_user_token``, 403 ``refused_by_mesh``).
 - At the edge: a local rate limit (token bucket per route) on the topology's rate-limited
   operations (429 ``rate_limited`` with ``Retry-After``), and TLS when a certificate is given.
 """
@@ -27,6 +28,9 @@ LOCAL_RATE_LIMIT = f"{_T}.filters.http.local_ratelimit.v3.LocalRateLimit"
 DOWNSTREAM_TLS = f"{_T}.transport_sockets.tls.v3.DownstreamTlsContext"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 JWT_PROVIDER = "user"
+# Verified tokens a sidecar keeps (one per recently seen user, a few KB each; Envoy's default
+# is 100). Each worker thread has its own; the sidecars run one.
+JWT_CACHE_SIZE = 1024
 HEALTH = (Operation("GET", "/healthz"), Operation("GET", "/readyz"))
 
 
@@ -106,6 +110,7 @@ def inbound_filters(topology: Topology, service: str, jwks: Path) -> list[dict[s
         "forward": True,
         "local_jwks": {"filename": str(jwks)},
         "claim_to_headers": [{"header_name": token.user_header, "claim_name": "sub"}],
+        "jwt_cache_config": {"jwt_cache_size": JWT_CACHE_SIZE},
     }
     either = {"requirements": [{"provider_name": JWT_PROVIDER}, {"allow_missing": {}}]}
     jwt = {

@@ -9,6 +9,7 @@ meets the edge's rate limit.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import stat
@@ -114,6 +115,46 @@ async def test_forged_expired_and_misaddressed_user_tokens_are_refused(
             assert status in (401, 403), f"{what}: {status} {body}"
             assert resp.content_type == "application/problem+json", what
             assert body["code"] in ("invalid_user_token", "refused_by_mesh"), what
+
+
+ENVOY_CLOCK_SKEW_S = 60  # jwt_authn accepts a token this long past its exp (Envoy's default)
+
+
+def _with_subject(token: str, subject: str) -> str:
+    """``token``'s header and signature around a payload naming someone else."""
+    head, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = json.dumps({**claims, "sub": subject}, separators=(",", ":")).encode()
+    return f"{head}.{base64.urlsafe_b64encode(forged).rstrip(b'=').decode()}.{signature}"
+
+
+async def test_a_verified_and_cached_token_is_refused_once_expired_and_never_forged(
+    shop: LocalRun,
+) -> None:
+    """The sidecars keep the tokens they verified (the gateway reuses a user's token); a kept
+    token still expires, and a kept token's signature does not carry another payload."""
+    real = real_signer(shop)
+    # A token at the end of its life: Envoy takes it for about 15 s more (its clock skew).
+    ending = TokenSigner(real.key, real.issuer, real.audience, 15 - ENVOY_CLOCK_SKEW_S)
+    user = "u_" + uuid.uuid4().hex[:24]
+    token = ending.sign(user)
+    async with egress(shop, "gateway-0") as gateway:
+        for _ in range(2):  # verified, then found in the orders sidecar's cache
+            resp = await gateway.get("http://orders/orders", headers={"X-User-Token": token})
+            status, body = await answer(resp)
+            assert status == 200 and body["orders"] == [], body
+        forged = {"X-User-Token": _with_subject(token, "u_mallory")}
+        status, body = await answer(await gateway.get("http://orders/orders", headers=forged))
+        assert status == 401 and body["code"] == "invalid_user_token", body
+        expired = await eventually(
+            lambda: gateway.get("http://orders/orders", headers={"X-User-Token": token}),
+            lambda r: r.status != 200,
+            within=60,
+            interval=0.5,
+            what="the cached token's expiry",
+        )
+        status, body = await answer(expired)
+        assert status == 401 and body["code"] == "invalid_user_token", body
 
 
 async def test_operations_a_call_does_not_list_are_refused(

@@ -12,6 +12,8 @@ import yaml
 from mesh import topology
 from mesh.local import LocalOptions, LocalRun, envoy_binary
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -53,6 +55,15 @@ def test_inbound_drops_the_user_header_verifies_the_token_then_checks_the_caller
     assert provider["from_headers"] == [{"name": "x-user-token"}]
     assert provider["claim_to_headers"] == [{"header_name": "x-user-id", "claim_name": "sub"}]
     assert provider["audiences"] == ["boutique"]
+    # Verified tokens are kept (the gateway reuses a user's token): more than Envoy's 100.
+    assert provider["jwt_cache_config"]["jwt_cache_size"] >= 1000
+    compose = yaml.safe_load((REPO / "envoy/compose/orders-0.yaml").read_text())
+    listener = next(x for x in compose["static_resources"]["listeners"] if x["name"] == "inbound")
+    chain = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    composed = next(f for f in chain if f["name"] == "envoy.filters.http.jwt_authn")
+    assert composed["typed_config"]["providers"]["user"]["jwt_cache_config"] == {
+        "jwt_cache_size": provider["jwt_cache_config"]["jwt_cache_size"]
+    }
 
 
 def _policies(config: dict[str, Any]) -> dict[str, Any]:
