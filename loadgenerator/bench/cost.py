@@ -110,7 +110,7 @@ def median_row(rows: list[CostRow]) -> CostRow:
         p50_ms=_median_of([r.p50_ms for r in rows]),
         p99_ms=_median_of([r.p99_ms for r in rows]),
         foreign_vcpu=max(foreign) if foreign else None,
-        samples=len(rows),
+        samples=sum(STACK in r.cpu_ms for r in rows),  # a repeat that answered nothing: none
         stack_samples=[r.cpu_ms[STACK] for r in rows if STACK in r.cpu_ms],
     )
 

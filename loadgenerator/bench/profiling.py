@@ -122,7 +122,8 @@ class Profiler:
     rate_hz: int = 100
 
     def recording(self, target: Target, path: str, rate: float, duration_s: float) -> Recording:
-        stem = f"{target.label}-{path}-{rate:g}"
+        # a repeat's label (``up#2``) without its ``#``, which a browser reads as a fragment
+        stem = f"{target.label.replace('#', '-')}-{path}-{rate:g}"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return Recording(
             pick(target.pids, self.names), self.out_dir, stem, duration_s, self.rate_hz

@@ -14,6 +14,8 @@ import pytest
 from boutique.cli import build_parser
 from loadgenerator.bench import analysis, cli, codec, cost, plans, report
 from loadgenerator.bench.model import Idle, Results, StackInfo, Step, VcpuGroups
+from loadgenerator.bench.profiling import Profiler
+from loadgenerator.bench.stack import Target
 from loadgenerator.bench.summary import Cost
 from loadgenerator.bench.tuning import Knobs
 from tests.unit.test_bench_cost import cost_results, cost_step
@@ -125,6 +127,18 @@ def test_a_groups_median_is_its_own_so_the_groups_need_not_add_up_to_the_stacks(
     assert row.processes["products"] == 2 and row.sustained
     rows[2].sustained = False
     assert not cost.median_row(rows).sustained  # any repeat not sustained marks the median
+    # a repeat that answered nothing has no figure: the medians rest on the others
+    silent = cost_step(plans.COST_ON, "browse", 100, 9.0, ok=0)
+    silent.failed_because = "no answers"
+    row = cost.median_row([rows[1], cost.cost_row(silent), rows[2]])
+    assert row.samples == 2 and row.stack_samples == pytest.approx([3.0, 4.0])
+    assert row.cpu_ms["stack"] == pytest.approx(3.5) and not row.sustained
+
+
+def test_a_repeats_flame_graphs_are_named_without_its_hash(tmp_path: Path) -> None:
+    target = Target("up#2", True, True, "http://127.0.0.1:1", {"products-0": 1}, {})
+    recording = Profiler(["products"], tmp_path).recording(target, "browse", 100, 1.0)
+    assert recording.svg("products-0").name == "profile-up-2-browse-100-products-0.svg"
 
 
 def test_the_verdicts_rest_on_the_medians_and_say_how_many_samples() -> None:
