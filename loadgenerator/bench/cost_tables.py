@@ -162,9 +162,9 @@ def cost_sections(cost: Cost | None) -> list[Section]:
     return out
 
 
-def method_lines(plan: Plan, repeats: int = 1) -> list[str]:
+def method_lines(plan: Plan, repeats: int = 1, runs: int = 1) -> list[str]:
     """How a cost run measures (the report's method section); ``repeats``: the most repeats
-    the figures rest on (merged runs' included)."""
+    the figures rest on, ``runs``: how many runs ``--report-from`` read together."""
     rates = ", ".join(
         f"{PATH_NAMES.get(p, p)} {'/'.join(f'{r:g}' for r in rs)}/s"
         for p, rs in plan.cost_rates.items()
@@ -182,21 +182,30 @@ def method_lines(plan: Plan, repeats: int = 1) -> list[str]:
         "in the cart (refilled after each checkout).",
         "- CPU: utime + stime from `/proc/<pid>/stat` of every process, read by the load client "
         "at the window's edges; CPU-ms per request = CPU seconds x 1000 / requests answered.",
-        _repeats_line(repeats),
+        _repeats_line(repeats, runs),
         "",
     ]
 
 
-def _repeats_line(repeats: int) -> str:
+def _repeats_line(repeats: int, runs: int = 1) -> str:
     if repeats <= 1:
         return (
             "- One repeat: each figure is one sample (about ±0.3 CPU-ms on a 2-core VM; a share "
             "is the difference of two). `--repeats 3` (the default of `--cost`) is steadier."
         )
+    if runs > 1:
+        how = (
+            f"from {runs} runs read together (`--report-from`), one after the other: within a "
+            "run its repeats interleave, the runs' do not"
+        )
+    else:
+        how = (
+            "interleaved (tracing on #1, off #1, on #2, off #2 ...) so that a drift of the "
+            "machine spreads over both sides"
+        )
     return (
-        f"- {repeats} repeats, interleaved (tracing on #1, off #1, on #2, off #2 ...) so that a "
-        "drift of the machine spreads over both sides; each figure is the median of the repeats' "
-        "(with 2, their mean), tracing's share is taken from the medians, and the targets are "
-        "judged on the medians. One sample is good to about ±0.3 CPU-ms on a 2-core VM, and a "
-        "share is the difference of two samples."
+        f"- {repeats} repeats, {how}; each figure is the median of the repeats' (with 2, their "
+        "mean), tracing's share is taken from the medians, and the targets are judged on the "
+        "medians. One sample is good to about ±0.3 CPU-ms on a 2-core VM, and a share is the "
+        "difference of two samples."
     )

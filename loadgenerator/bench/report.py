@@ -113,7 +113,8 @@ def _machine_lines(results: Results) -> list[str]:
 def _method_lines(results: Results, summary: Summary) -> list[str]:
     plan = results.plan
     if results.cost_only:
-        return method_lines(plan, repeats_of(summary.cost) if summary.cost else 1)
+        repeats = repeats_of(summary.cost) if summary.cost else 1
+        return method_lines(plan, repeats, len(results.merged_from or [results.started_at]))
     bounds = ", ".join(f"{k} {v:g} ms" for k, v in summary.p99_bound_ms.items())
     replicas = (
         " (and every service runs one instance in both, as `--no-mesh` does). "

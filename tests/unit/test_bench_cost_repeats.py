@@ -228,5 +228,7 @@ def test_old_single_repeat_runs_merge_into_repeats_judged_on_their_medians(
     browse = c.on[0]
     assert browse.samples == 3 and browse.cpu_ms["stack"] == pytest.approx(3.39)
     assert c.targets[0].samples == 3 and c.targets[0].met is False
+    text = report.markdown(merged, analysis.summarize(merged), {})
+    assert "- 3 repeats, from 3 runs read together (`--report-from`), one after the other" in text
     # one file alone is left as it was written
     assert [s.stack for s in cli.merge(runs[:1]).steps][:2] == [plans.COST_ON, plans.COST_ON]
