@@ -80,7 +80,11 @@ def gone(pids: set[int]) -> None:
 
 
 def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    """The process's command line; empty once it has gone (it may exit after ``alive`` saw it)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
 
 
 def test_sigterm_stops_everything_and_leaves_no_process(tmp_path: Path) -> None:
