@@ -3,12 +3,14 @@ and names a busy port."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,28 @@ from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 READY_LINE = "Ctrl-C stops everything."
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_a_test_started() -> Iterator[None]:
+    """A test that fails midway must not leave its whole mesh running: stop it as Ctrl-C would
+    (SIGTERM), and kill what is left if that does not do it within a minute."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is not None:
+            continue
+        left = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        for pid in alive(left):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def start_up(
@@ -36,6 +60,7 @@ def start_up(
         text=True,
         env={**os.environ, "PAYMENT_LATENCY_MS": "0"},
     )
+    _started.append(proc)
     lines: list[str] = []
     assert proc.stdout is not None
     deadline = time.monotonic() + 90
